@@ -1,0 +1,241 @@
+"""Splits, standardization and deterministic batching of in-memory datasets.
+
+A `Dataset` holds every split as numpy arrays keyed by field ("x", "y", ...),
+each with a leading example axis. Batches are chosen by *indices*: the order
+of training examples in epoch e is a permutation drawn from (seed, e), so the
+batch of any step can be recomputed after a restart without replaying the
+run. The arrays themselves are put on the device once and gathered there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from dl.data.sources import Source, load_source
+from dl.errors import ConfigError
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclasses.dataclass
+class Dataset:
+    """A dataset split into train/validation/test.
+
+    Attributes:
+      name: the dataset's name.
+      splits: split name -> field name -> array with a leading example axis.
+      kind: "classification" or "regression".
+      num_classes: classes of a classification set, else None.
+      info: description stored with the run (sizes, standardization, source).
+    """
+
+    name: str
+    splits: dict[str, dict[str, np.ndarray]]
+    kind: str
+    num_classes: int | None
+    info: dict
+
+    def size(self, split: str) -> int:
+        return len(self.splits[split]["y"])
+
+    @property
+    def element_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-example shape of each field (no example axis)."""
+        return {k: v.shape[1:] for k, v in self.splits["train"].items()}
+
+    @property
+    def target_dim(self) -> int:
+        """Width of a regression target (1 for a scalar target)."""
+        y = self.splits["train"]["y"]
+        return 1 if y.ndim == 1 else int(np.prod(y.shape[1:]))
+
+
+def split_indices(
+    n: int,
+    validation_fraction: float,
+    test_fraction: float,
+    seed: int,
+    labels: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Deterministic train/validation/test split of n examples.
+
+    Classification sets are split per class (stratified), so every split keeps
+    the class proportions.
+
+    Args:
+      n: number of examples.
+      validation_fraction: fraction for validation, in [0, 1).
+      test_fraction: fraction for test, in [0, 1).
+      seed: the split's seed.
+      labels: class ids to stratify by, or None.
+
+    Returns:
+      split name -> sorted example indices.
+    """
+    for name, f in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= f < 1.0:
+            raise ConfigError(f"dataset.{name} must be in [0, 1), got {f}")
+    if validation_fraction + test_fraction >= 1.0:
+        raise ConfigError(
+            f"dataset.validation_fraction + dataset.test_fraction must be < 1, got "
+            f"{validation_fraction} + {test_fraction}"
+        )
+    rng = np.random.default_rng(seed)
+    groups = (
+        [np.arange(n)]
+        if labels is None
+        else [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    )
+    out = {s: [] for s in SPLITS}
+    for idx in groups:
+        idx = rng.permutation(idx)
+        n_test = int(round(test_fraction * len(idx)))
+        n_val = int(round(validation_fraction * len(idx)))
+        out["test"].append(idx[:n_test])
+        out["validation"].append(idx[n_test : n_test + n_val])
+        out["train"].append(idx[n_test + n_val :])
+    return {s: np.sort(np.concatenate(v)).astype(np.int64) for s, v in out.items()}
+
+
+STANDARDIZE = ("feature", "global", "none")
+
+
+def _standardize(splits, info, how):
+    """Standardizes inputs with statistics of the training split only.
+
+    "feature" scales each input feature to zero mean and unit variance;
+    "global" uses one mean and std over all features (keeps the relative
+    intensities of pixels); "none" leaves inputs as they are.
+    """
+    if how not in STANDARDIZE:
+        raise ConfigError(f"dataset.standardize must be one of {STANDARDIZE}, got {how!r}")
+    if how == "none":
+        return
+    x_train = splits["train"]["x"]
+    if how == "feature":
+        mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+        std = np.where(std < 1e-6, 1.0, std)  # constant features (digits' border pixels)
+    else:
+        mean, std = x_train.mean(), max(float(x_train.std()), 1e-6)
+    for s in splits.values():
+        s["x"] = ((s["x"] - mean) / std).astype(np.float32)
+    info["standardization"] = f"{how}: mean/std fitted on the training split"
+
+
+def make_dataset(source: Source, name: str, cfg) -> Dataset:
+    """Splits a Source and standardizes it on its training split.
+
+    Args:
+      source: all examples.
+      name: the dataset's name.
+      cfg: dataset config: validation_fraction, test_fraction, split_seed,
+        standardize, standardize_targets (regression).
+
+    Returns:
+      The Dataset.
+    """
+    n = len(source.y)
+    if n == 0:
+        raise ConfigError(f"dataset {name!r} has no examples")
+    if source.fixed_splits is not None:
+        idx = source.fixed_splits
+    else:
+        stratify = source.y if source.kind == "classification" else None
+        idx = split_indices(
+            n,
+            float(cfg.get("validation_fraction", 0.15)),
+            float(cfg.get("test_fraction", 0.2)),
+            int(cfg.get("split_seed", 0)),
+            stratify,
+        )
+    for s in ("train",):
+        if len(idx[s]) == 0:
+            raise ConfigError(f"dataset {name!r}: the {s} split is empty; lower the fractions")
+    splits = {s: {"x": source.x[i], "y": source.y[i]} for s, i in idx.items()}
+    info = dict(source.info)
+    info["sizes"] = {s: int(len(i)) for s, i in idx.items()}
+    how = cfg.get("standardize", "feature")
+    _standardize(splits, info, {True: "feature", False: "none"}.get(how, how))
+    if source.kind == "regression" and cfg.get("standardize_targets", True):
+        y_mean = splits["train"]["y"].mean(axis=0)
+        y_std = np.maximum(splits["train"]["y"].std(axis=0), 1e-6)
+        for s in splits.values():
+            s["y"] = ((s["y"] - y_mean) / y_std).astype(np.float32)
+        info["target_scale"] = {
+            "mean": np.asarray(y_mean).tolist(),
+            "std": np.asarray(y_std).tolist(),
+        }
+    return Dataset(name, splits, source.kind, source.num_classes, info)
+
+
+def load_dataset(cfg) -> Dataset:
+    """Loads, splits and standardizes the dataset a config names.
+
+    Args:
+      cfg: the `dataset` field of an experiment config.
+
+    Returns:
+      The Dataset.
+    """
+    return make_dataset(load_source(cfg), cfg.name, cfg)
+
+
+class TrainOrder:
+    """Which training examples make up the batch of each step.
+
+    Examples are read epoch after epoch in a fresh permutation drawn from
+    (seed, epoch); a batch may straddle two epochs. `indices(step)` depends on
+    nothing but its arguments, so a resumed run reads the same batches.
+    """
+
+    def __init__(self, num_examples: int, batch_size: int, seed: int):
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if batch_size > num_examples:
+            raise ConfigError(
+                f"batch_size {batch_size} is larger than the training split "
+                f"({num_examples} examples); set --config.batch_size to at most {num_examples}"
+            )
+        self.n, self.batch_size, self.seed = num_examples, batch_size, seed
+        self._cache: dict[int, np.ndarray] = {}
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        if epoch not in self._cache:
+            if len(self._cache) > 4:
+                self._cache.pop(min(self._cache))
+            rng = np.random.default_rng([self.seed, epoch])
+            self._cache[epoch] = rng.permutation(self.n).astype(np.int32)
+        return self._cache[epoch]
+
+    def indices(self, first_step: int, num_steps: int = 1) -> np.ndarray:
+        """Example indices for steps first_step .. first_step + num_steps - 1.
+
+        Returns:
+          int32 [num_steps, batch_size].
+        """
+        pos = first_step * self.batch_size + np.arange(num_steps * self.batch_size)
+        epoch, offset = np.divmod(pos, self.n)
+        out = np.empty(pos.shape, np.int32)
+        for e in np.unique(epoch):
+            sel = epoch == e
+            out[sel] = self.permutation(int(e))[offset[sel]]
+        return out.reshape(num_steps, self.batch_size)
+
+    def epoch(self, step: int) -> float:
+        return step * self.batch_size / self.n
+
+
+def eval_order(num_examples: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Covers every example exactly once in batches of a static size.
+
+    Returns:
+      indices int32 [num_batches, batch_size] and mask float32 of the same
+      shape; the last batch is padded with index 0 and mask 0.
+    """
+    num_batches = -(-num_examples // batch_size)
+    flat = np.arange(num_batches * batch_size)
+    mask = (flat < num_examples).astype(np.float32)
+    idx = np.where(flat < num_examples, flat, 0).astype(np.int32)
+    return idx.reshape(num_batches, batch_size), mask.reshape(num_batches, batch_size)

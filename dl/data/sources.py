@@ -1,0 +1,270 @@
+"""Where examples come from: built-in datasets, generators and user files.
+
+Every source returns a `Source`: all examples of one dataset as numpy arrays,
+before any split. Sources are looked up by name in `SOURCES`; user files are
+named `npz:PATH` and `csv:PATH`. Nothing here downloads: the built-in sets are
+the ones scikit-learn ships, and the rest are generated from a seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from dl.errors import ConfigError, unknown_name
+
+
+@dataclasses.dataclass
+class Source:
+    """All examples of a dataset, before splitting.
+
+    Attributes:
+      x: inputs, [examples, ...features].
+      y: targets, [examples] (class ids or values) or [examples, outputs].
+      kind: "classification" or "regression".
+      num_classes: number of classes for classification, else None.
+      fixed_splits: optional mapping split -> example indices, for datasets
+        whose splits are part of the data (truth tables use every example for
+        every split).
+      info: free-form description stored with the run.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    kind: str
+    num_classes: int | None = None
+    fixed_splits: dict[str, np.ndarray] | None = None
+    info: dict = dataclasses.field(default_factory=dict)
+
+
+def _get(cfg, name, default):
+    return cfg.get(name, default) if cfg is not None else default
+
+
+def _sklearn_bundled(loader_name: str, kind: str, image: bool = False):
+    def load(cfg) -> Source:
+        from sklearn import datasets as skd
+
+        bunch = getattr(skd, loader_name)()
+        if image:
+            x = bunch.images.astype(np.float32)[..., None]  # [examples, 8, 8, 1]
+        else:
+            x = bunch.data.astype(np.float32)
+        if kind == "classification":
+            y = bunch.target.astype(np.int32)
+            return Source(x, y, kind, int(y.max()) + 1, info={"source": f"sklearn.{loader_name}"})
+        y = bunch.target.astype(np.float32)
+        return Source(x, y, kind, info={"source": f"sklearn.{loader_name}"})
+
+    return load
+
+
+_TRUTH_TABLES = {
+    "and": np.array([0, 0, 0, 1], np.int32),
+    "or": np.array([0, 1, 1, 1], np.int32),
+    "xor": np.array([0, 1, 1, 0], np.int32),
+}
+
+
+def _logic_gate(gate: str):
+    def load(cfg) -> Source:
+        corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+        table = _TRUTH_TABLES[gate]
+        n = int(_get(cfg, "num_samples", 0))
+        if n <= 0:
+            # The truth table itself: four points, and every split is all four.
+            every = np.arange(4)
+            splits = {"train": every, "validation": every, "test": every}
+            return Source(corners, table, "classification", 2, splits, {"points": "truth table"})
+        rng = np.random.default_rng(int(_get(cfg, "seed", 0)))
+        corner = rng.integers(0, 4, size=n)
+        noise = float(_get(cfg, "noise", 0.1))
+        x = corners[corner] + noise * rng.standard_normal((n, 2)).astype(np.float32)
+        return Source(
+            x.astype(np.float32),
+            table[corner],
+            "classification",
+            2,
+            info={"points": f"{n} noisy samples", "noise": noise},
+        )
+
+    return load
+
+
+def _moons(cfg) -> Source:
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(
+        n_samples=int(_get(cfg, "num_samples", 1000)),
+        noise=float(_get(cfg, "noise", 0.2)),
+        random_state=int(_get(cfg, "seed", 0)),
+    )
+    return Source(x.astype(np.float32), y.astype(np.int32), "classification", 2)
+
+
+def _circles(cfg) -> Source:
+    from sklearn.datasets import make_circles
+
+    x, y = make_circles(
+        n_samples=int(_get(cfg, "num_samples", 1000)),
+        noise=float(_get(cfg, "noise", 0.1)),
+        factor=float(_get(cfg, "factor", 0.5)),
+        random_state=int(_get(cfg, "seed", 0)),
+    )
+    return Source(x.astype(np.float32), y.astype(np.int32), "classification", 2)
+
+
+def _spirals(cfg) -> Source:
+    """Interleaved spirals, one arm per class."""
+    n = int(_get(cfg, "num_samples", 1000))
+    arms = int(_get(cfg, "num_classes", 2))
+    noise = float(_get(cfg, "noise", 0.2))
+    rng = np.random.default_rng(int(_get(cfg, "seed", 0)))
+    y = np.arange(n) % arms
+    t = np.sqrt(rng.uniform(0.0, 1.0, n)) * 3.0 * np.pi  # angle along the arm
+    phase = 2.0 * np.pi * y / arms
+    x = np.stack([t * np.cos(t + phase), t * np.sin(t + phase)], axis=1) / (3.0 * np.pi)
+    x = x + noise / (3.0 * np.pi) * rng.standard_normal((n, 2))
+    return Source(x.astype(np.float32), y.astype(np.int32), "classification", arms)
+
+
+def _check_file(path: str, what: str) -> None:
+    if not path:
+        raise ConfigError(f"{what} needs a path: use dataset.name='{what}:/path/to/file'")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{what} file not found: {path!r}")
+
+
+def _infer_kind(y: np.ndarray, cfg) -> tuple[str, int | None]:
+    kind = _get(cfg, "kind", None)
+    if kind is None:
+        kind = "classification" if np.issubdtype(y.dtype, np.integer) else "regression"
+    if kind not in ("classification", "regression"):
+        raise ConfigError(f"dataset.kind must be 'classification' or 'regression', got {kind!r}")
+    if kind == "classification":
+        if y.ndim != 1:
+            raise ConfigError(f"classification labels must have shape [examples], got {y.shape}")
+        if not np.all(np.equal(np.mod(y, 1), 0)) or y.min() < 0:
+            raise ConfigError("classification labels must be non-negative integers")
+        return kind, int(y.max()) + 1
+    return kind, None
+
+
+def load_npz(path: str, cfg=None) -> Source:
+    """Loads arrays `x` and `y` from an `.npz` file.
+
+    Args:
+      path: the file.
+      cfg: dataset config; `kind` overrides the guess from y's dtype.
+
+    Returns:
+      The Source.
+    """
+    _check_file(path, "npz")
+    try:
+        with np.load(path) as f:
+            missing = [k for k in ("x", "y") if k not in f.files]
+            if missing:
+                raise ConfigError(f"npz file {path!r} lacks arrays {missing}; it has {f.files}")
+            x, y = np.asarray(f["x"]), np.asarray(f["y"])
+    except (OSError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"cannot read npz file {path!r}: {e}") from e
+    if len(x) != len(y):
+        raise ConfigError(f"npz file {path!r}: x has {len(x)} examples but y has {len(y)}")
+    kind, num_classes = _infer_kind(y, cfg)
+    y = y.astype(np.int32) if kind == "classification" else y.astype(np.float32)
+    return Source(x.astype(np.float32), y, kind, num_classes, info={"file": path})
+
+
+def load_csv(path: str, cfg=None) -> Source:
+    """Loads a CSV file with a header row; `dataset.label_column` names the target.
+
+    Args:
+      path: the file.
+      cfg: dataset config with `label_column` (default: the last column) and
+        optional `kind`.
+
+    Returns:
+      The Source. String labels of a classification set are mapped to ids in
+      sorted order (stored in info["classes"]).
+    """
+    _check_file(path, "csv")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if len(rows) < 2:
+        raise ConfigError(f"csv file {path!r} needs a header row and at least one data row")
+    header, body = rows[0], rows[1:]
+    label = _get(cfg, "label_column", None) or header[-1]
+    if label not in header:
+        raise ConfigError(f"csv file {path!r} has no column {label!r}; columns: {header}")
+    col = header.index(label)
+    features = [i for i in range(len(header)) if i != col]
+    try:
+        x = np.array([[float(r[i]) for i in features] for r in body], np.float32)
+    except (ValueError, IndexError) as e:
+        raise ConfigError(f"csv file {path!r}: feature columns must be numbers ({e})") from e
+    raw = [r[col] for r in body]
+    info = {"file": path, "label_column": label, "feature_columns": [header[i] for i in features]}
+    kind = _get(cfg, "kind", None)
+    try:
+        values = np.array([float(v) for v in raw])
+    except ValueError:
+        values = None
+    if values is None or kind == "classification":
+        if values is not None and np.all(values == np.round(values)):
+            y = values.astype(np.int32)
+            return Source(x, y, "classification", int(y.max()) + 1, info=info)
+        classes = sorted(set(raw))
+        y = np.array([classes.index(v) for v in raw], np.int32)
+        info["classes"] = classes
+        return Source(x, y, "classification", len(classes), info=info)
+    if kind is None:
+        kind = "classification" if np.all(values == np.round(values)) else "regression"
+    if kind == "classification":
+        y = values.astype(np.int32)
+        return Source(x, y, kind, int(y.max()) + 1, info=info)
+    return Source(x, values.astype(np.float32), "regression", info=info)
+
+
+SOURCES: dict[str, Callable[..., Source]] = {
+    "digits": _sklearn_bundled("load_digits", "classification", image=True),
+    "iris": _sklearn_bundled("load_iris", "classification"),
+    "breast_cancer": _sklearn_bundled("load_breast_cancer", "classification"),
+    "wine": _sklearn_bundled("load_wine", "classification"),
+    "diabetes": _sklearn_bundled("load_diabetes", "regression"),
+    "xor": _logic_gate("xor"),
+    "and": _logic_gate("and"),
+    "or": _logic_gate("or"),
+    "moons": _moons,
+    "circles": _circles,
+    "spirals": _spirals,
+}
+
+FILE_SOURCES: dict[str, Callable[..., Source]] = {"npz": load_npz, "csv": load_csv}
+
+
+def load_source(cfg) -> Source:
+    """Loads the examples that `cfg.name` names.
+
+    Args:
+      cfg: the dataset config; `name` is a key of SOURCES or `npz:PATH` /
+        `csv:PATH`.
+
+    Returns:
+      The Source.
+    """
+    name = cfg.name
+    if ":" in name:
+        prefix, path = name.split(":", 1)
+        if prefix not in FILE_SOURCES:
+            raise unknown_name("dataset file type", prefix, FILE_SOURCES)
+        return FILE_SOURCES[prefix](path, cfg)
+    if name not in SOURCES:
+        raise unknown_name("dataset", name, list(SOURCES) + [f"{p}:PATH" for p in FILE_SOURCES])
+    return SOURCES[name](cfg)

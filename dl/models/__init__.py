@@ -1,0 +1,117 @@
+"""Architectures, one family per module, and the one table that names them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+
+from dl.errors import ConfigError, unknown_name
+from dl.models.cnn import CNN, AlexNet, AlexNetTiny, LeNet5
+from dl.models.mlp import MLP, Perceptron
+from dl.models.recurrent import CharLM, RecurrentClassifier, RecurrentRegressor
+from dl.models.resnet import (
+    CifarResNet,
+    ResNet,
+    ResNet18,
+    ResNet20,
+    ResNet32,
+    ResNet34,
+    ResNet50,
+    ResNet56,
+    ResNet101,
+    ResNet152,
+)
+from dl.models.seq2seq import Seq2Seq
+
+MODELS = {
+    "perceptron": Perceptron,
+    "mlp": MLP,
+    "cnn": CNN,
+    "lenet5": LeNet5,
+    "alexnet": AlexNet,
+    "alexnet_tiny": AlexNetTiny,
+    "resnet": ResNet,
+    "resnet18": ResNet18,
+    "resnet34": ResNet34,
+    "resnet50": ResNet50,
+    "resnet101": ResNet101,
+    "resnet152": ResNet152,
+    "cifar_resnet": CifarResNet,
+    "resnet20": ResNet20,
+    "resnet32": ResNet32,
+    "resnet56": ResNet56,
+    "rnn_classifier": RecurrentClassifier,
+    "rnn_regressor": RecurrentRegressor,
+    "charlm": CharLM,
+    "seq2seq": Seq2Seq,
+}
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def model_fields(constructor) -> dict[str, object]:
+    """The configurable fields of a model constructor (a Module class or a partial of one)."""
+    cls = getattr(constructor, "func", constructor)
+    preset = dict(getattr(constructor, "keywords", {}) or {})
+    fields = {}
+    for f in dataclasses.fields(cls):
+        if f.name in ("parent", "name") or not f.init:
+            continue
+        if f.name in preset:
+            fields[f.name] = preset[f.name]
+        elif f.default is not dataclasses.MISSING:
+            fields[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            fields[f.name] = f.default_factory()
+        else:
+            fields[f.name] = dataclasses.MISSING
+    return fields
+
+
+def build_model(cfg, num_outputs: int | None = None):
+    """Builds the model a config names.
+
+    Args:
+      cfg: the `model` field of an experiment config: `name` plus the model's
+        own fields. `num_outputs` may be left out (or None) to take the task's.
+      num_outputs: the output width the task needs.
+
+    Returns:
+      A flax.linen Module.
+    """
+    cfg = dict(cfg)
+    name = cfg.pop("name", None)
+    if name not in MODELS:
+        raise unknown_name("model", str(name), MODELS)
+    constructor = MODELS[name]
+    fields = model_fields(constructor)
+    unknown = sorted(set(cfg) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"model {name!r} has no field(s) {', '.join(unknown)}; its fields are: "
+            f"{', '.join(sorted(fields))}"
+        )
+    if "num_outputs" in fields:
+        given = cfg.get("num_outputs")
+        if given is not None and num_outputs is not None and int(given) != num_outputs:
+            raise ConfigError(
+                f"model.num_outputs is {given}, but the task needs {num_outputs} "
+                "outputs per example; drop the field to take the task's"
+            )
+        if given is None and num_outputs is not None:
+            cfg["num_outputs"] = num_outputs
+    if "dtype" in cfg:
+        if cfg["dtype"] not in DTYPES:
+            raise unknown_name("dtype", str(cfg["dtype"]), DTYPES)
+        cfg["dtype"] = DTYPES[cfg["dtype"]]
+    for key, value in cfg.items():
+        if isinstance(value, list):
+            cfg[key] = tuple(value)
+    missing = [k for k, v in fields.items() if v is dataclasses.MISSING and k not in cfg]
+    if missing:
+        raise ConfigError(f"model {name!r} needs field(s) {', '.join(missing)}")
+    return constructor(**cfg)
+
+
+__all__ = ["DTYPES", "MODELS", "build_model", "model_fields"]

@@ -1,0 +1,66 @@
+"""The task interface."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+Pair = tuple[jax.Array, jax.Array]  # per-example (numerator [batch], denominator [batch])
+
+
+class Task:
+    """Loss and metrics for one kind of problem.
+
+    Subclasses set `name`, `metric_directions` (metric -> "max" or "min") and
+    implement `loss` and `metrics`; both return per-example (numerator,
+    denominator) pairs, so that masking, summing over batches and devices,
+    and dividing once at the end gives exact means.
+    """
+
+    name = "task"
+    metric_directions: dict[str, str] = {"loss": "min"}
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def num_outputs(self) -> int:
+        """Width of the model's output per example that this task expects."""
+        raise NotImplementedError
+
+    def inputs(self, batch) -> tuple:
+        """Positional model inputs taken from a batch."""
+        return (batch["x"],)
+
+    def check_outputs(self, output_shape: tuple[int, ...]) -> str | None:
+        """Returns a message if per-example outputs of this shape cannot be used."""
+        expected = (self.num_outputs(),)
+        if tuple(output_shape) != expected:
+            return (
+                f"the model gives outputs of shape {tuple(output_shape)} per example, but task "
+                f"{self.name!r} on dataset {self.dataset.name!r} needs {expected}"
+            )
+        return None
+
+    def loss(self, outputs, batch) -> Pair:
+        raise NotImplementedError
+
+    def metrics(self, outputs, batch) -> dict[str, Pair]:
+        raise NotImplementedError
+
+    def predict(self, outputs):
+        """Maps raw outputs to predictions (probabilities, labels or values)."""
+        return outputs
+
+    def direction(self, metric: str) -> str:
+        from dl.errors import ConfigError
+
+        if metric not in self.metric_directions:
+            raise ConfigError(
+                f"task {self.name!r} has no metric {metric!r}; its metrics: "
+                f"{', '.join(sorted(self.metric_directions))}"
+            )
+        return self.metric_directions[metric]
+
+
+def ones(batch) -> jax.Array:
+    return jnp.ones(batch["y"].shape[:1], jnp.float32)

@@ -1,0 +1,151 @@
+"""Orbax checkpoints of the train state, with fallback past unreadable steps.
+
+A workdir holds two orbax CheckpointManagers:
+
+- `checkpoints/`: the latest `keep_checkpoints` steps, written every
+  `checkpoint_every_steps` and at the end;
+- `best/`: the step with the best validation `best_metric` so far.
+
+Each checkpoint stores the whole TrainState and a JSON item `meta` (the
+config it was written with, the loop's own counters). Orbax writes a step
+into a temporary directory and renames it when complete, so a step killed
+half-way is never listed; if a listed step cannot be read, restoring falls
+back to the newest step that can, and says which one failed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+
+from dl.errors import ConfigError
+
+LATEST, BEST = "checkpoints", "best"
+
+
+class CheckpointError(RuntimeError):
+    """No checkpoint could be restored."""
+
+
+def _manager(directory: str, keep: int) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, cleanup_tmp_directories=True)
+    return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+
+
+class Checkpoints:
+    """The checkpoints of one workdir.
+
+    Args:
+      workdir: the run's directory.
+      keep: how many of the latest steps to keep.
+      read_only: open for restoring only (evaluation): no CheckpointManager is
+        created, so nothing is written, cleaned up or deleted.
+    """
+
+    def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
+        self.workdir = os.path.abspath(workdir)
+        if keep < 1:
+            raise ConfigError(f"keep_checkpoints must be >= 1, got {keep}")
+        self.read_only = read_only
+        self._managers = {}
+        if not read_only:
+            for kind, n in ((LATEST, keep), (BEST, 1)):
+                self._managers[kind] = _manager(os.path.join(self.workdir, kind), n)
+        self._reader = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+
+    def steps(self, kind: str = LATEST) -> list[int]:
+        """The committed steps of `kind` on disk (a step still being written is not listed)."""
+        path = self._path(kind)
+        if not os.path.isdir(path):
+            return []
+        return sorted(
+            int(d) for d in os.listdir(path) if d.isdigit() and os.path.isdir(os.path.join(path, d))
+        )
+
+    def save(self, step: int, state, meta: dict, kind: str = LATEST) -> None:
+        """Starts writing `state` at `step` (asynchronously); `wait` to finish."""
+        self._managers[kind].save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+            ),
+            force=True,
+        )
+
+    def wait(self) -> None:
+        for manager in self._managers.values():
+            manager.wait_until_finished()
+
+    def close(self) -> None:
+        for manager in self._managers.values():
+            manager.close()
+        self._reader.close()
+
+    def read_meta(self, step: int, kind: str = LATEST) -> dict:
+        """The JSON item of a checkpoint: its config and the loop's counters."""
+        path = os.path.join(self._path(kind), str(step))
+        return self._reader.restore(path, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
+            "meta"
+        ]
+
+    def restore(self, abstract_state, which: str | int = "latest"):
+        """Restores a checkpoint into the structure of `abstract_state`.
+
+        Args:
+          abstract_state: a TrainState of jax.ShapeDtypeStruct (or arrays),
+            the structure, shapes, dtypes and shardings to restore into.
+          which: "latest", "best", or a step number.
+
+        Returns:
+          (state, meta, step), or None if the workdir has no checkpoint.
+
+        Raises:
+          CheckpointError: checkpoints exist but none of them can be read; the
+            message lists every path tried.
+        """
+        kind = BEST if which == "best" else LATEST
+        steps = self.steps(kind)
+        if isinstance(which, int) or (isinstance(which, str) and which.isdigit()):
+            wanted = int(which)
+            if wanted not in steps:
+                raise CheckpointError(
+                    f"no checkpoint at step {wanted} in {self._path(kind)}; steps there: {steps}"
+                )
+            steps = [wanted]
+        if not steps:
+            return None
+        tried = []
+        for step in reversed(steps):
+            path = os.path.join(self._path(kind), str(step))
+            try:
+                restored = self._reader.restore(
+                    path,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+                    ),
+                )
+            except Exception as e:  # noqa: BLE001 -- any unreadable step is skipped, and said
+                message = str(e).splitlines()[0] if str(e) else type(e).__name__
+                logging.error("checkpoint step %d at %s cannot be read: %s", step, path, message)
+                tried.append(f"{path}: {message}")
+                continue
+            if tried:
+                logging.warning(
+                    "restored step %d after %d unreadable newer step(s)", step, len(tried)
+                )
+            return restored["state"], restored["meta"], step
+        raise CheckpointError("no readable checkpoint; tried:\n  " + "\n  ".join(tried))
+
+    def _path(self, kind: str) -> str:
+        return os.path.join(self.workdir, kind)
+
+
+def abstract(tree):
+    """The ShapeDtypeStruct skeleton of a pytree of arrays (keeps shardings)."""
+    return jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
+        tree,
+    )

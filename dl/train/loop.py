@@ -1,0 +1,490 @@
+"""The one training loop, for every model family.
+
+`build(config)` turns a config into an `Experiment` (dataset, task, model,
+optimizer, compiled steps) and checks shapes before anything compiles.
+`train(config, workdir)` trains it, resuming from the workdir's latest
+checkpoint, and returns the run's summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dl.data import SPLITS, Dataset, TrainOrder, eval_order, load_dataset
+from dl.errors import ConfigError
+from dl.models import build_model
+from dl.tasks import Task, make_task
+from dl.train.checkpoint import BEST, Checkpoints
+from dl.train.optim import make_optimizer
+from dl.train.reporting import MetricWriter, Progress
+from dl.train.step import StepConfig, Steps, TrainState, all_finite, finalize
+
+# Fields that may differ between a run and its resumption.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "num_train_steps",
+        "log_every_steps",
+        "eval_every_steps",
+        "checkpoint_every_steps",
+        "keep_checkpoints",
+        "eval_batch_size",
+    }
+)
+
+
+class NonFiniteError(RuntimeError):
+    """Training met a non-finite loss or gradient and stopped."""
+
+
+@dataclasses.dataclass
+class Experiment:
+    """Everything a config builds, before any state exists."""
+
+    config: object
+    dataset: Dataset
+    task: Task
+    model: object
+    steps: Steps
+
+    def example_batch(self, size: int = 2) -> dict:
+        return {k: v[:size] for k, v in self.dataset.splits["train"].items()}
+
+    def init_state(self) -> TrainState:
+        return self.steps.init_state(
+            jax.random.PRNGKey(int(self.config.seed)),
+            self.example_batch(int(self.config.batch_size)),
+        )
+
+    def abstract_state(self) -> TrainState:
+        """The state's shapes, dtypes and placement, without computing it."""
+        sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        return jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+            jax.eval_shape(self.init_state),
+        )
+
+
+def check_shapes(model, task: Task, dataset: Dataset) -> None:
+    """Checks, by abstract evaluation only, that the data fits the model and the task.
+
+    Raises:
+      ConfigError: naming the expected and the actual shapes.
+    """
+    example = {
+        k: jax.ShapeDtypeStruct((2,) + v.shape[1:], v.dtype)
+        for k, v in dataset.splits["train"].items()
+    }
+    shapes = {k: tuple(v.shape[1:]) for k, v in example.items()}
+    rngs = {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)}
+    try:
+        outputs, _ = jax.eval_shape(
+            lambda b: model.init_with_output(rngs, *task.inputs(b), train=False), example
+        )
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"dataset {dataset.name!r} gives per-example shapes {shapes}, which "
+            f"model {type(model).__name__} cannot take: {first}"
+        ) from e
+    problem = task.check_outputs(tuple(outputs.shape[1:]))
+    if problem:
+        raise ConfigError(problem)
+
+
+def build(config) -> Experiment:
+    """Builds the experiment a config describes.
+
+    Args:
+      config: an experiment ConfigDict (see dl/config.py for the fields).
+
+    Returns:
+      The Experiment.
+    """
+    dataset = load_dataset(config.dataset)
+    task = make_task(config.task, dataset)
+    model = build_model(config.model, task.num_outputs())
+    check_shapes(model, task, dataset)
+    tx, schedule = make_optimizer(config)
+    nonfinite = config.get("nonfinite", {})
+    step_cfg = StepConfig(
+        nonfinite_policy=nonfinite.get("policy", "stop"),
+        max_consecutive_skips=int(nonfinite.get("max_consecutive_skips", 10)),
+    )
+    return Experiment(config, dataset, task, model, Steps(model, task, tx, schedule, step_cfg))
+
+
+def config_differences(stored: dict, current: dict, prefix: str = "") -> list[str]:
+    """Fields whose values differ between two config dicts, as 'field: a -> b'."""
+    out = []
+    for key in sorted(set(stored) | set(current)):
+        a, b = stored.get(key, "<absent>"), current.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{prefix}{key}.")
+        elif _normalise(a) != _normalise(b):
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def _normalise(value):
+    return json.loads(json.dumps(value))
+
+
+def config_to_dict(config) -> dict:
+    return json.loads(config.to_json())
+
+
+class Evaluator:
+    """Evaluates a state on the splits of a dataset, one compiled call per split."""
+
+    def __init__(self, experiment: Experiment, arrays: dict, batch_size: int):
+        self.exp, self.arrays = experiment, arrays
+        self.orders = {}
+        for split in SPLITS:
+            n = experiment.dataset.size(split)
+            if n:
+                idx, mask = eval_order(n, min(batch_size, n))
+                self.orders[split] = (jnp.asarray(idx), jnp.asarray(mask))
+        self._compiled = {}
+
+    def __call__(self, state, split: str) -> dict[str, float]:
+        if split not in self.orders:
+            return {}
+        idx, mask = self.orders[split]
+        if split not in self._compiled:
+            self._compiled[split] = self.exp.steps.evaluate_all.lower(
+                state, self.arrays[split], idx, mask
+            ).compile()
+        sums = self._compiled[split](state, self.arrays[split], idx, mask)
+        return finalize(jax.device_get(sums))
+
+
+def device_arrays(dataset: Dataset) -> dict:
+    """Every split's arrays, put on the device once."""
+    return {s: {k: jax.device_put(v) for k, v in f.items()} for s, f in dataset.splits.items()}
+
+
+def _is_better(value: float, best: float | None, direction: str) -> bool:
+    if not np.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value > best if direction == "max" else value < best
+
+
+def _parse_target(config, task: Task):
+    target = config.get("target_metric", "") or ""
+    if not target:
+        return None
+    split, _, metric = target.rpartition("/")
+    split = split or "train"
+    if split not in SPLITS:
+        raise ConfigError(f"target_metric {target!r}: split must be one of {SPLITS}")
+    direction = task.direction(metric)
+    value = config.get("target_value", None)
+    if value is None:
+        raise ConfigError("target_metric is set but target_value is not")
+    return split, metric, float(value), direction
+
+
+def _check_intervals(config) -> dict[str, int]:
+    k = int(config.get("steps_per_call", 1))
+    if k < 1:
+        raise ConfigError(f"steps_per_call must be >= 1, got {k}")
+    out = {"steps_per_call": k}
+    for name in (
+        "num_train_steps",
+        "log_every_steps",
+        "eval_every_steps",
+        "checkpoint_every_steps",
+        "batch_size",
+    ):
+        value = int(config[name])
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
+        if name != "batch_size" and value % k:
+            raise ConfigError(f"{name}={value} must be a multiple of steps_per_call={k}")
+        out[name] = value
+    return out
+
+
+class _Window:
+    """Training metrics accumulated on the host between two log events."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.steps, self.loss, self.grad_norm, self.lr = 0, 0.0, 0.0, float("nan")
+        self.sums: dict[str, list[float]] = {}
+        self.skipped = 0
+
+    def add(self, metrics):
+        """Adds stacked host metrics of K steps; returns the first non-finite step, if any."""
+        finite = np.asarray(metrics["finite"])
+        bad = None
+        for i in range(len(finite)):
+            if not finite[i]:
+                self.skipped += 1
+                if bad is None:
+                    bad = {
+                        "step": int(metrics["step"][i]),
+                        "loss": float(metrics["loss"][i]),
+                        "grad_norm": float(metrics["grad_norm"][i]),
+                    }
+                continue
+            self.steps += 1
+            self.loss += float(metrics["loss"][i])
+            self.grad_norm += float(metrics["grad_norm"][i])
+            for k, (n, d) in metrics["sums"].items():
+                acc = self.sums.setdefault(k, [0.0, 0.0])
+                acc[0] += float(n[i])
+                acc[1] += float(d[i])
+        self.lr = float(metrics["learning_rate"][-1])
+        return bad
+
+    def result(self) -> dict:
+        out = {k: n / d if d else float("nan") for k, (n, d) in self.sums.items()}
+        if self.steps:
+            out["loss"] = self.loss / self.steps
+            out["grad_norm"] = self.grad_norm / self.steps
+        out["learning_rate"] = self.lr
+        if self.skipped:
+            out["skipped_steps"] = self.skipped
+        return out
+
+
+def train(config, workdir: str, *, stream=None) -> dict:
+    """Trains the experiment of `config` in `workdir`, resuming if it holds a checkpoint.
+
+    Writes config.json, metrics.jsonl, checkpoints/ and best/ into workdir.
+
+    Args:
+      config: the experiment config.
+      workdir: the run's directory.
+      stream: where progress goes (stdout by default).
+
+    Returns:
+      The summary: final step, train/validation/test metrics, timings.
+    """
+    t_start = time.perf_counter()
+    intervals = _check_intervals(config)
+    exp = build(config)
+    _prepare_workdir(workdir)
+    config_dict = config_to_dict(config)
+    config_path = os.path.join(workdir, "config.json")
+    ckpts = Checkpoints(workdir, keep=int(config.keep_checkpoints))
+    task = exp.task
+    best_metric = config.get("best_metric", "") or ""
+    best_direction = task.direction(best_metric) if best_metric else None
+    target = _parse_target(config, task)
+
+    _check_resumable(ckpts, config_dict, workdir)
+    restored = ckpts.restore(exp.abstract_state()) if ckpts.steps() else None
+    if restored is None:
+        state = exp.init_state()
+        loop_meta = {"best_value": None, "best_step": None}
+        resume_step = None
+    else:
+        state, meta, resume_step = restored
+        loop_meta = meta.get("loop", {"best_value": None, "best_step": None})
+    _write_json(config_path, config_dict)
+
+    writer = MetricWriter(workdir, resume_step)
+    arrays = device_arrays(exp.dataset)
+    evaluator = Evaluator(exp, arrays, int(config.get("eval_batch_size", 256)))
+    order = TrainOrder(exp.dataset.size("train"), intervals["batch_size"], int(config.seed))
+    k, total = intervals["steps_per_call"], intervals["num_train_steps"]
+    step = int(state.step)
+    if step % k:
+        raise ConfigError(f"checkpoint step {step} is not a multiple of steps_per_call={k}")
+
+    t0 = time.perf_counter()
+    train_call = exp.steps.train_many.lower(
+        state, arrays["train"], jnp.asarray(order.indices(step, k))
+    ).compile()
+    compile_seconds = time.perf_counter() - t0
+    progress = Progress(total, step, stream=stream)
+    progress.log(
+        f"{config.get('name', 'experiment')}: model {config.model.name}, "
+        f"{_param_count(state.params):,} parameters, dataset {exp.dataset.name} "
+        f"{exp.dataset.info['sizes']}, step {step}/{total}, compiled in "
+        f"{compile_seconds:.2f}s"
+    )
+
+    window, pending = _Window(), []
+    t_window, window_start = time.perf_counter(), step
+    converged_step = None
+    last_eval: dict[str, dict] = {}
+
+    def drain():
+        for m in jax.device_get(pending):
+            bad = window.add(m)
+            if bad is not None and (config.get("nonfinite", {}).get("policy", "stop") == "stop"):
+                _stop_nonfinite(bad, writer, workdir, ckpts)
+        pending.clear()
+        if int(state.halted):
+            _stop_nonfinite(
+                {"step": int(state.step), "loss": float("nan"), "grad_norm": float("nan")},
+                writer,
+                workdir,
+                ckpts,
+                reason="too many consecutive non-finite steps were skipped",
+            )
+
+    def meta():
+        return {"config": config_dict, "loop": loop_meta, "step": step}
+
+    while step < total:
+        idx = jnp.asarray(order.indices(step, k))
+        state, metrics = train_call(state, arrays["train"], idx)
+        pending.append(metrics)
+        step += k
+        progress.update(step)
+        log_now = step % intervals["log_every_steps"] == 0 or step == total
+        eval_now = step % intervals["eval_every_steps"] == 0 or step == total
+        ckpt_now = step % intervals["checkpoint_every_steps"] == 0 or step == total
+        if not (log_now or eval_now or ckpt_now):
+            continue
+        drain()
+        if log_now and window.steps + window.skipped:
+            now = time.perf_counter()
+            result = window.result()
+            result["steps_per_second"] = (step - window_start) / max(now - t_window, 1e-9)
+            result["epoch"] = order.epoch(step)
+            writer.write(step, "train", result)
+            progress.update(step, {"loss": result.get("loss", float("nan"))})
+            if not progress.tty:
+                progress.log(f"step {step}/{total} train " + _fmt(result))
+            window.reset()
+            t_window, window_start = now, step
+        if eval_now:
+            val = evaluator(state, "validation")
+            last_eval["validation"] = val
+            writer.write(step, "validation", val)
+            progress.log(f"step {step}/{total} validation " + _fmt(val))
+            if best_metric:
+                if best_metric not in val:
+                    raise ConfigError(
+                        f"best_metric {best_metric!r} is not a metric of task "
+                        f"{task.name!r}: {', '.join(sorted(val))}"
+                    )
+                if _is_better(val[best_metric], loop_meta["best_value"], best_direction):
+                    loop_meta.update(best_value=val[best_metric], best_step=step)
+                    _save(ckpts, step, state, meta(), BEST)
+            if target is not None:
+                split, metric, value, direction = target
+                got = val if split == "validation" else evaluator(state, split)
+                reached = got[metric] >= value if direction == "max" else got[metric] <= value
+                if reached:
+                    converged_step = step
+                    ckpt_now = True
+        if ckpt_now:
+            _save(ckpts, step, state, meta())
+        if converged_step is not None:
+            break
+    progress.close()
+    ckpts.wait()
+
+    summary = {
+        "name": config.get("name", ""),
+        "step": step,
+        "workdir": os.path.abspath(workdir),
+        "parameters": _param_count(state.params),
+        "compile_seconds": round(compile_seconds, 3),
+        "seconds": round(time.perf_counter() - t_start, 3),
+    }
+    for split in ("train", "validation", "test"):
+        summary[split] = evaluator(state, split)
+    if loop_meta.get("best_step") is not None:
+        summary["best"] = {"step": loop_meta["best_step"], best_metric: loop_meta["best_value"]}
+    if target is not None:
+        split, metric, value, _ = target
+        summary["converged"] = converged_step is not None
+        summary["target"] = f"{split}/{metric} {'>=' if target[3] == 'max' else '<='} {value}"
+        if converged_step is not None:
+            summary["converged_step"] = converged_step
+        else:
+            summary["message"] = (
+                f"did not converge: {split}/{metric} = "
+                f"{summary[split].get(metric, float('nan')):.4g} after "
+                f"{step} steps, target {value}"
+            )
+    writer.close()
+    ckpts.close()
+    _write_json(os.path.join(workdir, "summary.json"), summary)
+    return summary
+
+
+def _check_resumable(ckpts: Checkpoints, config_dict: dict, workdir: str) -> None:
+    """Refuses to resume a workdir whose checkpoints were written with another config."""
+    for step in reversed(ckpts.steps()):
+        try:
+            stored = ckpts.read_meta(step).get("config", {})
+        except Exception:  # noqa: BLE001 -- an unreadable step is reported by restore
+            continue
+        diffs = [
+            d
+            for d in config_differences(stored, config_dict)
+            if d.split(":")[0] not in RESUMABLE_CHANGES
+        ]
+        if diffs:
+            raise ConfigError(
+                f"the config differs from the one checkpoint step {step} in {workdir} was "
+                "written with:\n  " + "\n  ".join(diffs) + "\nuse a new --workdir to start "
+                "afresh, or resume with the stored config (config.json)"
+            )
+        return
+
+
+def _fmt(metrics: dict) -> str:
+    return " ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
+    )
+
+
+def _param_count(params) -> int:
+    return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
+
+
+def _save(ckpts: Checkpoints, step: int, state, meta: dict, kind: str = "checkpoints") -> None:
+    if not bool(all_finite((state.params, state.opt_state, state.model_state))):
+        raise NonFiniteError(f"step {step}: the state holds non-finite values; not saving it")
+    ckpts.save(step, state, meta, kind)
+
+
+def _stop_nonfinite(bad: dict, writer, workdir, ckpts, reason: str = "") -> None:
+    writer.write(bad["step"], "nonfinite", {"loss": bad["loss"], "grad_norm": bad["grad_norm"]})
+    ckpts.wait()
+    saved = ckpts.steps()
+    raise NonFiniteError(
+        f"non-finite values at training step {bad['step']} (loss={bad['loss']}, "
+        f"grad_norm={bad['grad_norm']}){': ' + reason if reason else ''}; training stopped. "
+        f"Checkpoints kept in {workdir}: steps {saved}. Lower optimizer.learning_rate, set "
+        "grad_clip_norm, or set nonfinite.policy='skip'."
+    )
+
+
+def _prepare_workdir(workdir: str) -> None:
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir!r} is a file, not a directory")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create --workdir {workdir!r}: {e.strerror}") from e
+    if not os.access(workdir, os.W_OK):
+        raise ConfigError(f"--workdir {workdir!r} is not writable")
+
+
+def _write_json(path: str, obj) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(path + ".tmp", path)

@@ -1,0 +1,249 @@
+"""The train state and the one generic train and evaluation step.
+
+`train_step(state, batch) -> (state, metrics)` and
+`eval_step(state, batch) -> metric sums` are the same for every model family:
+what differs between a CNN, a seq2seq model and a GNN is the model, the batch
+and the task. `Steps` binds the model, task and optimizer and jit-compiles
+the calls the loop makes: K fused training steps over batches gathered on the
+device, and a whole evaluation pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+NONFINITE_POLICIES = ("stop", "skip")
+
+
+class TrainState(flax.struct.PyTreeNode):
+    """Everything that changes during training, checkpointed together.
+
+    Attributes:
+      step: number of training steps taken.
+      params: the model's parameters.
+      opt_state: the optimizer's state.
+      model_state: mutable collections such as batch_stats ({} if none).
+      rng: the run's base key; step s draws from fold_in(rng, s).
+      skipped: consecutive steps whose update was skipped as non-finite.
+      halted: 1 once training stopped on non-finite values; the state is
+        then frozen at the last good step.
+    """
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    model_state: Any
+    rng: jax.Array
+    skipped: jax.Array
+    halted: jax.Array
+
+
+def masked_mean(pair, mask):
+    num, den = pair
+    den_sum = jnp.sum(den * mask)
+    return jnp.where(den_sum > 0, jnp.sum(num * mask) / jnp.maximum(den_sum, 1e-30), 0.0)
+
+
+def masked_sums(pairs, mask):
+    """Per-example (numerator, denominator) pairs -> masked sums over the batch."""
+    return {k: (jnp.sum(n * mask), jnp.sum(d * mask)) for k, (n, d) in pairs.items()}
+
+
+def _select(pred, new, old):
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """Static choices of the training step.
+
+    Attributes:
+      nonfinite_policy: "stop" freezes the state at the first non-finite loss
+        or gradient; "skip" drops that update and goes on, halting after
+        max_consecutive_skips in a row.
+      max_consecutive_skips: see above.
+    """
+
+    nonfinite_policy: str = "stop"
+    max_consecutive_skips: int = 10
+
+
+def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: StepConfig):
+    """One step of gradient descent on the task's loss.
+
+    Args:
+      state: the train state.
+      batch: field -> array [batch, ...]; an optional "mask" [batch] weights
+        examples (0 for padding).
+      model: a flax.linen Module.
+      task: a dl Task.
+      tx: the optax transformation.
+      schedule: step -> learning rate, for logging.
+      cfg: static step options.
+
+    Returns:
+      (new state, metrics): metrics hold the loss, gradient norm, learning
+      rate, the task's metric sums and whether the step was finite.
+    """
+    rng = jax.random.fold_in(state.rng, state.step)
+    mask = batch.get("mask")
+    if mask is None:
+        mask = jnp.ones(batch["y"].shape[:1], jnp.float32)
+    mutable = list(state.model_state)
+
+    def loss_fn(params):
+        variables = {"params": params, **state.model_state}
+        out = model.apply(
+            variables,
+            *task.inputs(batch),
+            train=True,
+            rngs={"dropout": rng},
+            mutable=mutable or False,
+        )
+        outputs, new_model_state = out if mutable else (out, state.model_state)
+        loss = masked_mean(task.loss(outputs, batch), mask)
+        return loss, (outputs, new_model_state)
+
+    (loss, (outputs, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params
+    )
+    grad_norm = optax.global_norm(grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    skipped = jnp.where(finite, 0, state.skipped + 1)
+    if cfg.nonfinite_policy == "stop":
+        halt_now = ~finite
+    else:
+        halt_now = skipped > cfg.max_consecutive_skips
+    running = state.halted == 0
+    apply = finite & running
+    new_state = state.replace(
+        step=jnp.where(running & ~halt_now, state.step + 1, state.step),
+        params=_select(apply, params, state.params),
+        opt_state=_select(apply, opt_state, state.opt_state),
+        model_state=_select(apply, new_model_state, state.model_state),
+        skipped=jnp.where(running, skipped, state.skipped),
+        halted=jnp.where(running & halt_now, 1, state.halted).astype(jnp.int32),
+    )
+    metrics = {
+        "step": state.step,
+        "loss": loss,
+        "grad_norm": grad_norm,
+        "learning_rate": jnp.asarray(schedule(state.step), jnp.float32),
+        "finite": finite & running,
+        "sums": masked_sums(task.metrics(jax.lax.stop_gradient(outputs), batch), mask),
+    }
+    return new_state, metrics
+
+
+def eval_step(state: TrainState, batch, *, model, task):
+    """The task's metric sums over one batch, in inference mode.
+
+    Returns:
+      metric -> (numerator sum, denominator sum) over the unmasked examples.
+    """
+    variables = {"params": state.params, **state.model_state}
+    outputs = model.apply(variables, *task.inputs(batch), train=False)
+    return masked_sums(task.metrics(outputs, batch), batch["mask"])
+
+
+def gather(arrays, idx):
+    """Batch of examples idx [batch] from field -> [examples, ...] arrays, on the device."""
+    return {k: jnp.take(v, idx, axis=0) for k, v in arrays.items()}
+
+
+class Steps:
+    """The jit-compiled calls of the training loop, for one model, task and optimizer."""
+
+    def __init__(self, model, task, tx, schedule, cfg: StepConfig = StepConfig()):
+        if cfg.nonfinite_policy not in NONFINITE_POLICIES:
+            from dl.errors import ConfigError
+
+            raise ConfigError(
+                f"nonfinite.policy must be one of {NONFINITE_POLICIES}, "
+                f"got {cfg.nonfinite_policy!r}"
+            )
+        self.model, self.task, self.tx, self.schedule = model, task, tx, schedule
+        self.train_step = functools.partial(
+            train_step, model=model, task=task, tx=tx, schedule=schedule, cfg=cfg
+        )
+        self.eval_step = functools.partial(eval_step, model=model, task=task)
+        self.train_many = jax.jit(self._train_many, donate_argnums=0)
+        self.evaluate_all = jax.jit(self._evaluate_all)
+
+    def init_state(self, rng: jax.Array, example_batch) -> TrainState:
+        """Initializes parameters, optimizer state and mutable collections.
+
+        Args:
+          rng: the run's key.
+          example_batch: a batch with the per-example shapes of the data.
+
+        Returns:
+          A fresh TrainState at step 0.
+        """
+        init_rng, run_rng = jax.random.split(rng)
+        variables = jax.jit(functools.partial(self.model.init, train=False))(
+            {"params": init_rng, "dropout": init_rng}, *self.task.inputs(example_batch)
+        )
+        variables = dict(variables)
+        params = variables.pop("params")
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=self.tx.init(params),
+            model_state=variables,
+            rng=run_rng,
+            skipped=jnp.zeros((), jnp.int32),
+            halted=jnp.zeros((), jnp.int32),
+        )
+
+    def _train_many(self, state, arrays, idx):
+        """Training steps over batches idx [steps, batch] of `arrays`, in one call."""
+
+        def body(state, step_idx):
+            return self.train_step(state, gather(arrays, step_idx))
+
+        return jax.lax.scan(body, state, idx)
+
+    def _evaluate_all(self, state, arrays, idx, mask):
+        """Metric sums over batches idx [batches, batch] with mask [batches, batch]."""
+
+        def body(total, inputs):
+            step_idx, step_mask = inputs
+            batch = gather(arrays, step_idx)
+            batch["mask"] = step_mask
+            sums = self.eval_step(state, batch)
+            return jax.tree_util.tree_map(jnp.add, total, sums), None
+
+        zero_batch = gather(arrays, idx[0])
+        zero_batch["mask"] = mask[0]
+        zeros = jax.tree_util.tree_map(
+            jnp.zeros_like, jax.eval_shape(self.eval_step, state, zero_batch)
+        )
+        total, _ = jax.lax.scan(body, zeros, (idx, mask))
+        return total
+
+
+def finalize(sums) -> dict[str, float]:
+    """Metric sums (host values) -> metric means."""
+    return {k: float(n) / float(d) if float(d) > 0 else float("nan") for k, (n, d) in sums.items()}
+
+
+@jax.jit
+def all_finite(tree) -> jax.Array:
+    """True if every floating leaf of a pytree is finite."""
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree_util.tree_leaves(tree)
+        if jnp.issubdtype(x.dtype, jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)

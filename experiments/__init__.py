@@ -1,0 +1,1 @@
+"""absl binaries of dl: they parse flags and call the library."""

@@ -1,0 +1,61 @@
+"""What every dl binary does before and around its work."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags, logging
+
+from dl.errors import ConfigError
+
+EXIT_CONFIG = 2  # a flag, config or input that needs changing; the message says what
+EXIT_NONFINITE = 3  # training met non-finite values and stopped
+EXIT_NO_CHECKPOINT = 4  # nothing could be restored
+
+flags.DEFINE_string(
+    "compilation_cache_dir",
+    os.path.join(os.path.expanduser("~"), ".cache", "dl", "jax"),
+    "Persistent XLA compilation cache; '' turns it off.",
+)
+
+
+def setup_jax() -> None:
+    """Quiets library logs and turns on the persistent compilation cache.
+
+    Library log lines (orbax writes several per checkpoint) go to stderr from
+    WARNING up unless --verbosity is given; progress and results go to stdout.
+    """
+    import jax
+
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+
+    path = flags.FLAGS.compilation_cache_dir
+    if path:
+        os.makedirs(path, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def fail(message: str, code: int = EXIT_CONFIG) -> None:
+    """Prints a user-facing error (no traceback) and exits with `code`."""
+    logging.flush()
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def reject_positional(argv) -> None:
+    if len(argv) > 1:
+        fail(
+            f"unexpected positional arguments {argv[1:]}; every option is a --flag (see --helpfull)"
+        )
+
+
+def guard(fn):
+    """Runs fn, turning ConfigError into a message and exit status 2."""
+    try:
+        return fn()
+    except ConfigError as e:
+        fail(str(e))

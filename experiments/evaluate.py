@@ -1,0 +1,98 @@
+r"""Evaluates a checkpoint of a training run.
+
+    python -m experiments.evaluate --workdir=runs/mlp_digits \
+        [--checkpoint=latest|best|STEP] [--split=test|validation|train]
+
+Rebuilds the experiment from the config stored in the workdir, restores the
+checkpoint (read-only: nothing in the workdir's checkpoints changes, and it
+can run while training writes to the same workdir), prints one JSON line of
+metrics and writes it to WORKDIR/eval_<split>.json.
+
+Exit status: 0 done; 2 bad flag or not a run directory; 4 no checkpoint could
+be restored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import app, flags
+
+from experiments import common
+
+flags.DEFINE_string("workdir", None, "A directory written by experiments.train.")
+flags.DEFINE_string("checkpoint", "latest", "'latest', 'best' or a step number.")
+flags.DEFINE_enum("split", "test", ["test", "validation", "train"], "Split to evaluate.")
+flags.mark_flag_as_required("workdir")
+
+FLAGS = flags.FLAGS
+
+
+def evaluate(workdir: str, checkpoint: str = "latest", split: str = "test") -> dict:
+    """Restores a checkpoint of `workdir` and evaluates it on `split`.
+
+    Args:
+      workdir: the run's directory.
+      checkpoint: "latest", "best" or a step number.
+      split: "train", "validation" or "test".
+
+    Returns:
+      The metrics, with the checkpoint's step.
+    """
+    import ml_collections
+
+    from dl.errors import ConfigError
+    from dl.train import CheckpointError, Checkpoints, build
+    from dl.train.loop import Evaluator, device_arrays
+
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir!r} does not exist")
+    if not os.path.isfile(config_path):
+        raise ConfigError(
+            f"--workdir {workdir!r} has no config.json: it is not a directory "
+            "written by experiments.train"
+        )
+    if checkpoint not in ("latest", "best") and not checkpoint.isdigit():
+        raise ConfigError(
+            f"--checkpoint must be 'latest', 'best' or a step number, got {checkpoint!r}"
+        )
+    with open(config_path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    exp = build(config)
+    ckpts = Checkpoints(workdir, read_only=True)
+    restored = ckpts.restore(exp.abstract_state(), checkpoint)
+    if restored is None:
+        where = "best/" if checkpoint == "best" else "checkpoints/"
+        raise CheckpointError(f"no checkpoint in {os.path.join(workdir, where)}")
+    state, _, step = restored
+    metrics = Evaluator(exp, device_arrays(exp.dataset), int(config.get("eval_batch_size", 256)))(
+        state, split
+    )
+    result = {
+        "workdir": os.path.abspath(workdir),
+        "checkpoint": checkpoint,
+        "step": step,
+        "split": split,
+        **metrics,
+    }
+    with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    return result
+
+
+def main(argv):
+    common.reject_positional(argv)
+    common.setup_jax()
+    from dl.train import CheckpointError
+
+    try:
+        result = common.guard(lambda: evaluate(FLAGS.workdir, FLAGS.checkpoint, FLAGS.split))
+    except CheckpointError as e:
+        common.fail(str(e), common.EXIT_NO_CHECKPOINT)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,47 @@
+r"""Trains an experiment.
+
+    python -m experiments.train --config=experiments/configs/mlp_digits.py \
+        --workdir=runs/mlp_digits [--config.FIELD=VALUE ...]
+
+Writes checkpoints, config.json and metrics.jsonl into --workdir and prints a
+final summary line (JSON). Running the same command again on the same workdir
+resumes from the latest checkpoint.
+
+Exit status: 0 done; 2 bad flag, config or input; 3 non-finite values
+stopped training; 4 no checkpoint could be restored.
+"""
+
+from __future__ import annotations
+
+import json
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from experiments import common
+
+config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and summaries.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    common.reject_positional(argv)
+    common.setup_jax()
+    from dl.train import CheckpointError, NonFiniteError, train
+
+    try:
+        summary = common.guard(lambda: train(FLAGS.config, FLAGS.workdir))
+    except NonFiniteError as e:
+        common.fail(str(e), common.EXIT_NONFINITE)
+    except CheckpointError as e:
+        common.fail(str(e), common.EXIT_NO_CHECKPOINT)
+    print("summary " + json.dumps(summary), flush=True)
+    if summary.get("message"):
+        print(summary["message"], flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,140 @@
+"""Tests for dl.models.cnn: the worked convolution, shapes, parameter counts, jit."""
+
+import re
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dl.models.cnn import CNN, AlexNet, AlexNetTiny, LeNet5, adaptive_avg_pool
+
+
+def param_count(model, input_shape):
+    """Counts 'params' entries without compiling or running the model."""
+    x = jax.ShapeDtypeStruct(input_shape, jnp.float32)
+    variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"]))
+
+
+def test_lecture_worked_convolution():
+    image = np.array(
+        [
+            [1, 1, 1, 0, 0],
+            [0, 1, 1, 1, 0],
+            [0, 0, 1, 1, 1],
+            [0, 0, 1, 1, 0],
+            [0, 1, 1, 0, 0],
+        ],
+        np.float32,
+    )
+    kernel = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], np.float32)
+    conv = nn.Conv(1, (3, 3), strides=1, padding="VALID", use_bias=False)
+    params = {"params": {"kernel": jnp.asarray(kernel.reshape(3, 3, 1, 1))}}
+    y = conv.apply(params, jnp.asarray(image.reshape(1, 5, 5, 1)))  # [1, 3, 3, 1]
+    expected = np.array([[4, 3, 4], [2, 4, 3], [2, 3, 4]], np.float32)
+    np.testing.assert_array_equal(np.asarray(y)[0, :, :, 0], expected)
+
+
+def test_cnn_output_shape_and_rank3_input():
+    model = CNN()
+    x = jnp.ones((2, 8, 8, 1))
+    variables = model.init(jax.random.key(0), x)
+    assert model.apply(variables, x).shape == (2, 10)
+    assert model.apply(variables, x[..., 0]).shape == (2, 10)
+
+
+@pytest.mark.parametrize("shape", [(2, 8), (2, 8, 8, 1, 1)])
+def test_cnn_bad_rank_names_shapes(shape):
+    pattern = r"\[batch, height, width, channels\].*" + re.escape(str(shape))
+    with pytest.raises(ValueError, match=pattern):
+        CNN().init(jax.random.key(0), jnp.ones(shape))
+
+
+def test_cnn_unknown_activation_and_pool():
+    x = jnp.ones((1, 8, 8, 1))
+    with pytest.raises(ValueError, match="activation"):
+        CNN(activation="gelu").init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match="pool"):
+        CNN(pool="median").init(jax.random.key(0), x)
+
+
+def test_cnn_variants_shapes():
+    x = jnp.ones((2, 8, 8, 1))
+    for model in (
+        CNN(pool="avg", activation="tanh", dense_sizes=()),
+        CNN(pool="none", activation="sigmoid", padding="VALID", conv_features=(4,)),
+    ):
+        variables = model.init(jax.random.key(0), x)
+        assert model.apply(variables, x).shape == (2, 10)
+
+
+def test_lenet5_param_count_by_formula():
+    # 32x32x1 input, 'VALID' 5x5 convs: 32 -> 28 -> pool 14 -> 10 -> pool 5.
+    expected = (
+        (5 * 5 * 1 * 6 + 6)
+        + (5 * 5 * 6 * 16 + 16)
+        + (5 * 5 * 16 * 120 + 120)
+        + (120 * 84 + 84)
+        + (84 * 10 + 10)
+    )
+    assert param_count(LeNet5(), (1, 32, 32, 1)) == expected
+
+
+def test_cnn_dropout_only_in_training():
+    model = CNN(dropout_rate=0.5, conv_features=(4,), dense_sizes=(16,))
+    x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1))
+    variables = model.init(jax.random.key(0), x)
+    eval_out = model.apply(variables, x)
+    np.testing.assert_array_equal(eval_out, model.apply(variables, x, train=False))
+    train_out = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(2)})
+    assert not np.allclose(eval_out, train_out)
+
+
+def test_cnn_jit_matches_eager():
+    model = CNN(conv_features=(4, 8), dense_sizes=(16,))
+    x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1))
+    variables = model.init(jax.random.key(0), x)
+    eager = model.apply(variables, x)
+    jitted = jax.jit(model.apply)(variables, x)
+    np.testing.assert_allclose(eager, jitted, rtol=1e-5, atol=1e-5)
+
+
+def test_cnn_bfloat16_compute_keeps_float32_params():
+    model = CNN(conv_features=(4,), dense_sizes=(8,), dtype=jnp.bfloat16)
+    x = jnp.ones((2, 8, 8, 1))
+    variables = model.init(jax.random.key(0), x)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))
+    assert model.apply(variables, x).dtype == jnp.float32
+
+
+def test_alexnet_param_count_matches_torchvision():
+    assert param_count(AlexNet(), (1, 224, 224, 3)) == 61_100_840
+    # The adaptive pool to 6x6 makes the count independent of the input size.
+    assert param_count(AlexNet(), (1, 256, 256, 3)) == 61_100_840
+
+
+def test_alexnet_tiny_output_shape():
+    model = AlexNetTiny()
+    x = jnp.ones((2, 32, 32, 3))
+    variables = model.init(jax.random.key(0), x)
+    assert model.apply(variables, x).shape == (2, 10)
+    rngs = {"dropout": jax.random.key(1)}
+    assert jax.eval_shape(lambda: model.apply(variables, x, train=True, rngs=rngs)).shape == (2, 10)
+
+
+def test_alexnet_rejects_too_small_input():
+    x = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
+    with pytest.raises(ValueError, match="AlexNetTiny"):
+        jax.eval_shape(AlexNet().init, jax.random.key(0), x)
+
+
+def test_adaptive_avg_pool_matches_torch_definition():
+    # Output cell i averages rows floor(i*5/3) .. ceil((i+1)*5/3): [0, 2), [1, 4), [3, 5).
+    x = jnp.arange(5.0).reshape(1, 5, 1, 1) * jnp.ones((1, 5, 2, 1))  # [1, 5, 2, 1]
+    y = adaptive_avg_pool(x, (3, 1))  # [1, 3, 1, 1]
+    np.testing.assert_allclose(np.asarray(y)[0, :, 0, 0], [0.5, 2.0, 3.5])
+    x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+    y = adaptive_avg_pool(x, (2, 2))
+    np.testing.assert_allclose(np.asarray(y)[0, :, :, 0], [[2.5, 4.5], [10.5, 12.5]])
