@@ -46,6 +46,49 @@ def fail(message: str, code: int = EXIT_CONFIG) -> None:
     sys.exit(code)
 
 
+def _describe(e: BaseException) -> str:
+    text = str(e.args[0] if e.args else e).strip().replace("\\n", " ").replace("\\'", "'")
+    if isinstance(e, SyntaxError):
+        return f"{e.filename} line {e.lineno}: {e.msg}"
+    if text[:1] in "'\"" and text[-1:] == text[:1] and "Did you mean" in text:
+        text = text[1:-1]
+    if isinstance(e, KeyError | AttributeError) and "Did you mean" not in text:
+        if text.strip("'\"").isidentifier():
+            text = f"the config has no field {text.strip(chr(34))}"
+    return " ".join(text.split())
+
+
+def parse_flags(argv):
+    """absl flag parsing that reports every problem as one message and exit status 2.
+
+    Pass as `app.run(main, flags_parser=common.parse_flags)`.
+    """
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        fail(f"{_describe(e)}. Pass --helpfull to see the flags.")
+    except Exception as e:  # noqa: BLE001 -- config files and overrides fail in many ways
+        fail(f"bad flag or config: {type(e).__name__}: {_describe(e)}")
+
+
+def load_config_flag(name: str = "config"):
+    """The config of a config_flags flag, with load or override errors as messages."""
+    try:
+        config = getattr(flags.FLAGS, name)
+        list(config.keys())  # a config file that failed to load raises here
+        return config
+    except (
+        KeyError,
+        AttributeError,
+        ValueError,
+        TypeError,
+        OSError,
+        SyntaxError,
+        ImportError,
+    ) as e:
+        fail(f"cannot load --{name}: {_describe(e)}")
+
+
 def reject_positional(argv) -> None:
     if len(argv) > 1:
         fail(

@@ -29,11 +29,12 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     common.reject_positional(argv)
+    config = common.load_config_flag("config")
     common.setup_jax()
     from dl.train import CheckpointError, NonFiniteError, train
 
     try:
-        summary = common.guard(lambda: train(FLAGS.config, FLAGS.workdir))
+        summary = common.guard(lambda: train(config, FLAGS.workdir))
     except NonFiniteError as e:
         common.fail(str(e), common.EXIT_NONFINITE)
     except CheckpointError as e:
@@ -44,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=common.parse_flags)

@@ -114,7 +114,7 @@ def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: Step
     (loss, (outputs, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params
     )
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
 
