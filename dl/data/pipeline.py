@@ -203,7 +203,7 @@ class TrainOrder:
 
     def permutation(self, epoch: int) -> np.ndarray:
         if epoch not in self._cache:
-            if len(self._cache) > 4:
+            if len(self._cache) > 64:
                 self._cache.pop(min(self._cache))
             rng = np.random.default_rng([self.seed, epoch])
             self._cache[epoch] = rng.permutation(self.n).astype(np.int32)
@@ -225,6 +225,33 @@ class TrainOrder:
 
     def epoch(self, step: int) -> float:
         return step * self.batch_size / self.n
+
+    def window_size(self, num_steps: int) -> int:
+        """Epochs a window must hold so that any num_steps consecutive steps fit in it."""
+        return -(-num_steps * self.batch_size // self.n) + 1
+
+    def window(self, first_step: int, num_steps: int, current: int | None = None):
+        """The permutations the device needs for steps first_step .. + num_steps - 1.
+
+        The device computes each step's indices itself (dl.train.step.batch_indices)
+        from a window of consecutive epochs' permutations, so the host sends a
+        new window once per epoch, not indices every step.
+
+        Args:
+          first_step: the first step of the call.
+          num_steps: steps in the call.
+          current: first epoch of the window the device holds, if any.
+
+        Returns:
+          None if the current window still covers the call, else
+          (first_epoch, permutations int32 [window_size, examples]).
+        """
+        lo = first_step * self.batch_size // self.n
+        hi = ((first_step + num_steps) * self.batch_size - 1) // self.n
+        size = self.window_size(num_steps)
+        if current is not None and current <= lo and hi < current + size:
+            return None
+        return lo, np.stack([self.permutation(e) for e in range(lo, lo + size)])
 
 
 def eval_order(num_examples: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -132,6 +132,24 @@ def _spirals(cfg) -> Source:
     return Source(x.astype(np.float32), y.astype(np.int32), "classification", arms)
 
 
+def _synthetic(cfg) -> Source:
+    """Random inputs of any shape with class labels from a random linear teacher.
+
+    Fields: num_samples, feature_shape (e.g. (784,) or (224, 224, 3)),
+    num_classes, seed. Used for benchmarks and smoke runs at a model's
+    published input size; the labels are learnable but the task is not meant
+    to be meaningful.
+    """
+    n = int(_get(cfg, "num_samples", 1024))
+    shape = tuple(int(d) for d in _get(cfg, "feature_shape", (784,)))
+    classes = int(_get(cfg, "num_classes", 10))
+    rng = np.random.default_rng(int(_get(cfg, "seed", 0)))
+    x = rng.standard_normal((n, *shape), dtype=np.float32)
+    teacher = rng.standard_normal((int(np.prod(shape)), classes), dtype=np.float32)
+    y = np.argmax(x.reshape(n, -1) @ teacher, axis=1).astype(np.int32)
+    return Source(x, y, "classification", classes, info={"source": "synthetic"})
+
+
 def _check_file(path: str, what: str) -> None:
     if not path:
         raise ConfigError(f"{what} needs a path: use dataset.name='{what}:/path/to/file'")
@@ -244,6 +262,7 @@ SOURCES: dict[str, Callable[..., Source]] = {
     "moons": _moons,
     "circles": _circles,
     "spirals": _spirals,
+    "synthetic": _synthetic,
 }
 
 FILE_SOURCES: dict[str, Callable[..., Source]] = {"npz": load_npz, "csv": load_csv}

@@ -228,8 +228,9 @@ class _Window:
         self.skipped = 0
 
     def add(self, metrics):
-        """Adds stacked host metrics of K steps; returns the first non-finite step, if any."""
-        finite = np.asarray(metrics["finite"])
+        """Adds host metrics of K steps; returns the first non-finite step, if any."""
+        metrics = jax.tree_util.tree_map(np.atleast_1d, metrics)
+        finite = metrics["finite"]
         bad = None
         for i in range(len(finite)):
             if not finite[i]:
@@ -307,9 +308,11 @@ def train(config, workdir: str, *, stream=None) -> dict:
     if step % k:
         raise ConfigError(f"checkpoint step {step} is not a multiple of steps_per_call={k}")
 
+    first_epoch_host, perms = order.window(step, k)
+    perms, first_epoch = jax.device_put(perms), jax.device_put(np.int32(first_epoch_host))
     t0 = time.perf_counter()
     train_call = exp.steps.train_many.lower(
-        state, arrays["train"], jnp.asarray(order.indices(step, k))
+        state, arrays["train"], perms, first_epoch, steps=k, batch_size=intervals["batch_size"]
     ).compile()
     compile_seconds = time.perf_counter() - t0
     progress = Progress(total, step, stream=stream)
@@ -344,8 +347,12 @@ def train(config, workdir: str, *, stream=None) -> dict:
         return {"config": config_dict, "loop": loop_meta, "step": step}
 
     while step < total:
-        idx = jnp.asarray(order.indices(step, k))
-        state, metrics = train_call(state, arrays["train"], idx)
+        moved = order.window(step, k, int(first_epoch_host))
+        if moved is not None:
+            first_epoch_host = moved[0]
+            first_epoch = jax.device_put(np.int32(moved[0]))
+            perms = jax.device_put(moved[1])
+        state, metrics = train_call(state, arrays["train"], perms, first_epoch)
         pending.append(metrics)
         step += k
         progress.update(step)

@@ -56,10 +56,6 @@ def masked_sums(pairs, mask):
     return {k: (jnp.sum(n * mask), jnp.sum(d * mask)) for k, (n, d) in pairs.items()}
 
 
-def _select(pred, new, old):
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
-
-
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
     """Static choices of the training step.
@@ -115,9 +111,6 @@ def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: Step
         state.params
     )
     grad_norm = optax.tree.norm(grads)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     skipped = jnp.where(finite, 0, state.skipped + 1)
     if cfg.nonfinite_policy == "stop":
@@ -125,12 +118,26 @@ def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: Step
     else:
         halt_now = skipped > cfg.max_consecutive_skips
     running = state.halted == 0
-    apply = finite & running
+
+    def update(operands):
+        grads, opt_state, params, model_state = operands
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, model_state
+
+    def keep(operands):
+        return operands[2], operands[1], state.model_state
+
+    # A conditional rather than a select over every leaf: a skipped update
+    # costs nothing and a taken one no extra pass over parameters and
+    # optimizer state.
+    params, opt_state, model_state = jax.lax.cond(
+        finite & running, update, keep, (grads, state.opt_state, state.params, new_model_state)
+    )
     new_state = state.replace(
         step=jnp.where(running & ~halt_now, state.step + 1, state.step),
-        params=_select(apply, params, state.params),
-        opt_state=_select(apply, opt_state, state.opt_state),
-        model_state=_select(apply, new_model_state, state.model_state),
+        params=params,
+        opt_state=opt_state,
+        model_state=model_state,
         skipped=jnp.where(running, skipped, state.skipped),
         halted=jnp.where(running & halt_now, 1, state.halted).astype(jnp.int32),
     )
@@ -156,6 +163,30 @@ def eval_step(state: TrainState, batch, *, model, task):
     return masked_sums(task.metrics(outputs, batch), batch["mask"])
 
 
+def batch_indices(step, batch_size: int, perms, first_epoch):
+    """Example indices of a training step, computed on the device.
+
+    The same indices as dl.data.TrainOrder.indices(step): positions
+    step * batch_size + j of the stream of epochs, each epoch a permutation,
+    read from `perms`, the permutations of epochs first_epoch, first_epoch + 1, ...
+
+    Args:
+      step: int32 scalar.
+      batch_size: static batch size.
+      perms: int32 [window, examples].
+      first_epoch: int32 scalar, the epoch of perms[0].
+
+    Returns:
+      int32 [batch_size].
+    """
+    n = perms.shape[1]
+    # step * batch_size + j = (step // n) * n * batch_size + (step % n) * batch_size + j,
+    # which keeps every intermediate below n * batch_size (no int32 overflow).
+    t = (step % n) * batch_size + jnp.arange(batch_size, dtype=jnp.int32)
+    epoch = (step // n) * batch_size + t // n
+    return perms[epoch - first_epoch, t % n]
+
+
 def gather(arrays, idx):
     """Batch of examples idx [batch] from field -> [examples, ...] arrays, on the device."""
     return {k: jnp.take(v, idx, axis=0) for k, v in arrays.items()}
@@ -177,7 +208,9 @@ class Steps:
             train_step, model=model, task=task, tx=tx, schedule=schedule, cfg=cfg
         )
         self.eval_step = functools.partial(eval_step, model=model, task=task)
-        self.train_many = jax.jit(self._train_many, donate_argnums=0)
+        self.train_many = jax.jit(
+            self._train_many, donate_argnums=0, static_argnames=("steps", "batch_size")
+        )
         self.evaluate_all = jax.jit(self._evaluate_all)
 
     def init_state(self, rng: jax.Array, example_batch) -> TrainState:
@@ -206,13 +239,28 @@ class Steps:
             halted=jnp.zeros((), jnp.int32),
         )
 
-    def _train_many(self, state, arrays, idx):
-        """Training steps over batches idx [steps, batch] of `arrays`, in one call."""
+    def _train_many(self, state, arrays, perms, first_epoch, *, steps: int, batch_size: int):
+        """`steps` training steps in one call, on batches gathered on the device.
 
-        def body(state, step_idx):
-            return self.train_step(state, gather(arrays, step_idx))
+        Args:
+          state: the train state (donated).
+          arrays: the training split, field -> [examples, ...], on the device.
+          perms: int32 [window, examples] epoch permutations (TrainOrder.window).
+          first_epoch: int32 scalar, the epoch of perms[0].
+          steps: static number of steps (config steps_per_call).
+          batch_size: static batch size.
 
-        return jax.lax.scan(body, state, idx)
+        Returns:
+          (state, metrics): stacked over the steps when steps > 1.
+        """
+
+        def one(state):
+            idx = batch_indices(state.step, batch_size, perms, first_epoch)
+            return self.train_step(state, gather(arrays, idx))
+
+        if steps == 1:
+            return one(state)  # metrics of one step: scalars, no stacking
+        return jax.lax.scan(lambda s, _: one(s), state, None, length=steps)
 
     def _evaluate_all(self, state, arrays, idx, mask):
         """Metric sums over batches idx [batches, batch] with mask [batches, batch]."""

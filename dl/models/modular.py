@@ -1,0 +1,181 @@
+"""Modular networks: a mixture of experts with a learned soft gate.
+
+y(x) = sum_e g_e(x) * f_e(x), where each expert f_e is an independent MLP and
+the gate g(x) = softmax(gating network(x)) chooses how much each expert
+contributes. Everything is trained end to end through the one loss; the gate
+probabilities are sown so that which expert handles which inputs can be read
+back (`gate_probabilities`, `expert_specialisation`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dl.errors import ConfigError
+from dl.models.mlp import MLP
+
+SUBPROBLEMS = ("xor", "circle", "linear")
+
+
+class MixtureOfExperts(nn.Module):
+    """Soft mixture of MLP experts.
+
+    Submodules: `gate` (an MLP with num_experts outputs) and `expert_0` ...
+    `expert_{num_experts-1}` (MLPs with num_outputs outputs), with the layer
+    names of dl.models.mlp.MLP. The gate probabilities [batch, num_experts]
+    are sown as ('intermediates', 'gate_probs').
+
+    Attributes:
+      num_experts: number of experts.
+      expert_hidden_sizes: hidden widths of each expert.
+      gate_hidden_sizes: hidden widths of the gating network; () for a linear gate.
+      activation: hidden non-linearity of experts and gate.
+      num_outputs: output width (the mixed logits).
+      dropout_rate: dropout inside experts and gate, in training only.
+      dtype: compute dtype; parameters stay float32.
+    """
+
+    num_experts: int = 4
+    expert_hidden_sizes: Sequence[int] = (64,)
+    gate_hidden_sizes: Sequence[int] = ()
+    activation: str = "relu"
+    num_outputs: int = 10
+    dropout_rate: float = 0.0
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool = False):
+        if self.num_experts < 1:
+            raise ConfigError(f"MixtureOfExperts needs num_experts >= 1, got {self.num_experts}")
+        mlp = dict(activation=self.activation, dropout_rate=self.dropout_rate, dtype=self.dtype)
+        gate_logits = MLP(
+            hidden_sizes=tuple(self.gate_hidden_sizes),
+            num_outputs=self.num_experts,
+            name="gate",
+            **mlp,
+        )(x, train=train)
+        gate = jax.nn.softmax(gate_logits.astype(jnp.float32), axis=-1)  # [batch, experts]
+        self.sow("intermediates", "gate_probs", gate)
+        experts = jnp.stack(
+            [
+                MLP(
+                    hidden_sizes=tuple(self.expert_hidden_sizes),
+                    num_outputs=self.num_outputs,
+                    name=f"expert_{e}",
+                    **mlp,
+                )(x, train=train)
+                for e in range(self.num_experts)
+            ],
+            axis=1,
+        )  # [batch, experts, outputs]
+        return jnp.einsum("be,beo->bo", gate.astype(experts.dtype), experts)  # [batch, outputs]
+
+
+def gate_probabilities(module: MixtureOfExperts, variables, x) -> jax.Array:
+    """The gate's choice for each input, in inference mode.
+
+    Args:
+      module: the MixtureOfExperts.
+      variables: its variables ({'params': ...}).
+      x: [batch, ...] inputs.
+
+    Returns:
+      [batch, num_experts] gate probabilities (rows sum to 1).
+    """
+    variables = {k: v for k, v in variables.items() if k != "intermediates"}
+    _, state = module.apply(variables, x, train=False, mutable=["intermediates"])
+    return state["intermediates"]["gate_probs"][0]
+
+
+def load_balance_loss(gate_probs) -> jax.Array:
+    """Auxiliary term that is 1 when every expert gets the same mean gate share, up to E.
+
+    num_experts * sum_e (mean over the batch of g_e)^2. Not part of the model:
+    add weight * (this - 1) to a loss to discourage the gate from collapsing
+    onto few experts.
+
+    Args:
+      gate_probs: [batch, num_experts] gate probabilities.
+
+    Returns:
+      A scalar.
+    """
+    share = jnp.mean(gate_probs, axis=0)  # [experts]
+    return gate_probs.shape[-1] * jnp.sum(jnp.square(share))
+
+
+def distinct_subproblems(num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Binary classification made of three unrelated sub-problems.
+
+    Each example has a one-hot problem id and a point p uniform in [-1, 1]^2:
+    problem 0 ("xor"): y = [p1 > 0] xor [p2 > 0];
+    problem 1 ("circle"): y = [||p|| < sqrt(2 / pi)] (half the square's area);
+    problem 2 ("linear"): y = [p1 - 0.5 p2 > 0].
+    A gate that reads the id can send each problem to its own expert.
+
+    Args:
+      num_samples: examples to generate.
+      seed: seed of the generator.
+
+    Returns:
+      x [examples, 5] float32 (one-hot id, p1, p2), y [examples] int32 in
+      {0, 1}, problem_id [examples] int32 in {0, 1, 2}.
+    """
+    rng = np.random.default_rng(seed)
+    problem_id = rng.integers(0, len(SUBPROBLEMS), num_samples).astype(np.int32)
+    p = rng.uniform(-1.0, 1.0, (num_samples, 2))
+    rules = np.stack(
+        [
+            (p[:, 0] > 0) ^ (p[:, 1] > 0),
+            np.sum(p**2, axis=1) < 2.0 / np.pi,
+            p[:, 0] - 0.5 * p[:, 1] > 0,
+        ],
+        axis=1,
+    )  # [examples, problems]
+    y = rules[np.arange(num_samples), problem_id].astype(np.int32)
+    one_hot = np.eye(len(SUBPROBLEMS), dtype=np.float32)[problem_id]
+    x = np.concatenate([one_hot, p.astype(np.float32)], axis=1)
+    return x, y, problem_id
+
+
+def expert_specialisation(gate_probs, problem_id, num_problems: int | None = None) -> np.ndarray:
+    """Which expert handles which sub-problem.
+
+    Args:
+      gate_probs: [examples, num_experts] gate probabilities.
+      problem_id: [examples] sub-problem of each example.
+      num_problems: rows of the table; defaults to max(problem_id) + 1.
+
+    Returns:
+      [num_problems, num_experts] mean gate probability per sub-problem; a
+      problem without examples gets a row of zeros.
+    """
+    gate_probs = np.asarray(gate_probs, np.float64)
+    problem_id = np.asarray(problem_id).reshape(-1)
+    if gate_probs.ndim != 2 or gate_probs.shape[0] != problem_id.size:
+        raise ConfigError(
+            f"gate_probs {gate_probs.shape} must be [examples, experts] with one "
+            f"row per problem id ({problem_id.size})"
+        )
+    if num_problems is None:
+        num_problems = int(problem_id.max()) + 1 if problem_id.size else 0
+    sums = np.zeros((num_problems, gate_probs.shape[1]))
+    np.add.at(sums, problem_id, gate_probs)
+    counts = np.bincount(problem_id, minlength=num_problems)[:num_problems]
+    return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+
+__all__ = [
+    "SUBPROBLEMS",
+    "MixtureOfExperts",
+    "distinct_subproblems",
+    "expert_specialisation",
+    "gate_probabilities",
+    "load_balance_loss",
+]

@@ -1,0 +1,1 @@
+"""Research tools built on the library: benchmarking, and more to come."""

@@ -1,0 +1,140 @@
+"""Timing jit-compiled training steps: compile time, step time, FLOPs.
+
+Measurements follow one protocol for dl's own steps and for the hand-written
+references in benchmarks/, so their ratios mean something: compile ahead of
+time (timed), run a few warm-up calls, then time `repeats` blocks of
+`steps_per_block` calls each, blocking on the result at the end of each block,
+and report the median and spread of the per-step time over blocks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+
+@dataclasses.dataclass
+class Timing:
+    """Per-step times of one benchmarked step, in seconds."""
+
+    compile_seconds: float
+    step_seconds: list[float]
+    flops: float | None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.step_seconds)
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range of the per-step time over blocks."""
+        q = np.percentile(self.step_seconds, [25, 75])
+        return float(q[1] - q[0])
+
+    def row(self, examples_per_step: int) -> dict:
+        out = {
+            "compile_seconds": round(self.compile_seconds, 4),
+            "step_ms_median": round(1e3 * self.median, 4),
+            "step_ms_iqr": round(1e3 * self.spread, 4),
+            "examples_per_second": round(examples_per_step / self.median, 1),
+        }
+        if self.flops:
+            out["flops_per_step"] = self.flops
+            out["achieved_gflops"] = round(self.flops / self.median / 1e9, 2)
+        return out
+
+
+def flops_of(compiled) -> float | None:
+    """FLOPs of a compiled computation from XLA's cost analysis, if it reports them."""
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 -- not every backend implements it
+        return None
+    if isinstance(cost, list | tuple):
+        cost = cost[0] if cost else {}
+    flops = (cost or {}).get("flops")
+    return float(flops) if flops and flops > 0 else None
+
+
+@dataclasses.dataclass
+class Runner:
+    """One step to time: how to compile it, its first arguments, how to go on.
+
+    Attributes:
+      lower: args -> jax Lowered (e.g. `jax.jit(f).lower`).
+      args: the first call's arguments.
+      advance: (args, output) -> the next call's arguments (threads the state
+        through, picks the next batch).
+      steps_per_call: training steps one call performs (fused steps).
+    """
+
+    lower: Callable
+    args: tuple
+    advance: Callable[[tuple, object], tuple]
+    steps_per_call: int = 1
+
+
+def time_steps(
+    runners: dict[str, Runner], *, repeats: int = 20, steps_per_block: int = 10, warmup: int = 5
+) -> dict[str, Timing]:
+    """Times several steps in one process, interleaving their timed blocks.
+
+    Blocks of the runners alternate (a, b, a, b, ...), so a slow spell of a
+    shared machine hits all of them alike and their ratios stay meaningful.
+
+    Returns:
+      name -> Timing; step times are per training step.
+    """
+    state = {}
+    for name, r in runners.items():
+        t0 = time.perf_counter()
+        compiled = r.lower(*r.args).compile()
+        compile_seconds = time.perf_counter() - t0
+        args, out = r.args, None
+        for _ in range(warmup):
+            out = compiled(*args)
+            args = r.advance(args, out)
+        jax.block_until_ready(out)
+        flops = flops_of(compiled)
+        state[name] = [
+            compiled,
+            args,
+            Timing(compile_seconds, [], flops / r.steps_per_call if flops else None),
+        ]
+    for _ in range(repeats):
+        for name, r in runners.items():
+            compiled, args, timing = state[name]
+            t0 = time.perf_counter()
+            for _ in range(steps_per_block):
+                out = compiled(*args)
+                args = r.advance(args, out)
+            jax.block_until_ready(out)
+            timing.step_seconds.append(
+                (time.perf_counter() - t0) / (steps_per_block * r.steps_per_call)
+            )
+            state[name][1] = args
+    return {name: s[2] for name, s in state.items()}
+
+
+def matmul_peak_flops(n: int = 2048, dtype=np.float32, repeats: int = 20) -> float:
+    """Measured float32 matmul throughput of the default device, in FLOP/s.
+
+    The CPU's peak is taken as the best of `repeats` n x n matmuls, measured in
+    the same process as the benchmark.
+    """
+    import jax.numpy as jnp
+
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
+    f = jax.jit(lambda x: x @ x)
+    jax.block_until_ready(f(a))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(a))
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best
