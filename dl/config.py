@@ -19,7 +19,7 @@ def base_config() -> ml_collections.ConfigDict:
       schedule, grad_clip_norm, batch_size, eval_batch_size, num_train_steps,
       steps_per_call, log_every_steps, eval_every_steps,
       checkpoint_every_steps, keep_checkpoints, best_metric, target_metric,
-      target_value and nonfinite.
+      target_value, nonfinite and augment.
     """
     c = ml_collections.ConfigDict()
     c.name = ""
@@ -54,4 +54,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.target_metric = ""
     c.target_value = config_dict.placeholder(float)
     c.nonfinite = ml_collections.ConfigDict(dict(policy="stop", max_consecutive_skips=10))
+    # Image augmentation inside the jitted step, seeded by the step.
+    c.augment = ml_collections.ConfigDict(dict(crop_padding=0, horizontal_flip=False))
     return c

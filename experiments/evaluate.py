@@ -24,18 +24,27 @@ from experiments import common
 flags.DEFINE_string("workdir", None, "A directory written by experiments.train.")
 flags.DEFINE_string("checkpoint", "latest", "'latest', 'best' or a step number.")
 flags.DEFINE_enum("split", "test", ["test", "validation", "train"], "Split to evaluate.")
+flags.DEFINE_bool(
+    "figures",
+    True,
+    "Write figures: confusion matrix (classification), "
+    "first-layer kernels and feature maps (conv models).",
+)
 flags.mark_flag_as_required("workdir")
 
 FLAGS = flags.FLAGS
 
 
-def evaluate(workdir: str, checkpoint: str = "latest", split: str = "test") -> dict:
+def evaluate(
+    workdir: str, checkpoint: str = "latest", split: str = "test", figures: bool = True
+) -> dict:
     """Restores a checkpoint of `workdir` and evaluates it on `split`.
 
     Args:
       workdir: the run's directory.
       checkpoint: "latest", "best" or a step number.
       split: "train", "validation" or "test".
+      figures: also write figures (confusion matrix, conv kernels and maps).
 
     Returns:
       The metrics, with the checkpoint's step.
@@ -67,9 +76,8 @@ def evaluate(workdir: str, checkpoint: str = "latest", split: str = "test") -> d
         where = "best/" if checkpoint == "best" else "checkpoints/"
         raise CheckpointError(f"no checkpoint in {os.path.join(workdir, where)}")
     state, _, step = restored
-    metrics = Evaluator(exp, device_arrays(exp.dataset), int(config.get("eval_batch_size", 256)))(
-        state, split
-    )
+    evaluator = Evaluator(exp, device_arrays(exp.dataset), int(config.get("eval_batch_size", 256)))
+    metrics = evaluator(state, split)
     result = {
         "workdir": os.path.abspath(workdir),
         "checkpoint": checkpoint,
@@ -77,9 +85,41 @@ def evaluate(workdir: str, checkpoint: str = "latest", split: str = "test") -> d
         "split": split,
         **metrics,
     }
+    if figures:
+        result["figures"] = _figures(exp, evaluator, state, split, workdir)
     with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
         json.dump(result, f, indent=2)
     return result
+
+
+def _figures(exp, evaluator, state, split: str, workdir: str) -> list[str]:
+    """Confusion matrix for classifiers; first-layer kernels and feature maps for conv models."""
+    import numpy as np
+
+    from dl.tools import figures
+
+    written = []
+    task = exp.task
+    if hasattr(task, "labels"):
+        outputs, _ = evaluator.predict(state, split)
+        y_pred = np.asarray(task.labels(outputs))
+        y_true = exp.dataset.splits[split]["y"]
+        k = max(int(exp.dataset.num_classes or 2), 2)
+        stem = os.path.join(workdir, f"confusion_{split}")
+        figures.save_confusion(
+            figures.confusion_matrix(y_true, y_pred, k),
+            stem,
+            exp.dataset.info.get("classes"),
+            f"{split} confusion matrix",
+        )
+        written += [stem + ".json", stem + ".png"]
+    x = exp.dataset.splits[split]["x"]
+    if x.ndim == 4:
+        variables = {"params": state.params, **state.model_state}
+        written += figures.save_conv_figures(
+            exp.model, variables, x[0], os.path.join(workdir, "conv")
+        )
+    return written
 
 
 def main(argv):
@@ -88,7 +128,9 @@ def main(argv):
     from dl.train import CheckpointError
 
     try:
-        result = common.guard(lambda: evaluate(FLAGS.workdir, FLAGS.checkpoint, FLAGS.split))
+        result = common.guard(
+            lambda: evaluate(FLAGS.workdir, FLAGS.checkpoint, FLAGS.split, FLAGS.figures)
+        )
     except CheckpointError as e:
         common.fail(str(e), common.EXIT_NO_CHECKPOINT)
     print(json.dumps(result), flush=True)

@@ -38,7 +38,7 @@ class Dataset:
     info: dict
 
     def size(self, split: str) -> int:
-        return len(self.splits[split]["y"])
+        return len(self.splits[split]["x"])
 
     @property
     def element_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -153,7 +153,15 @@ def make_dataset(source: Source, name: str, cfg) -> Dataset:
     for s in ("train",):
         if len(idx[s]) == 0:
             raise ConfigError(f"dataset {name!r}: the {s} split is empty; lower the fractions")
-    splits = {s: {"x": source.x[i], "y": source.y[i]} for s, i in idx.items()}
+    for key, value in source.extra.items():
+        if len(value) != n:
+            raise ConfigError(
+                f"dataset {name!r}: field {key!r} has {len(value)} examples, x has {n}"
+            )
+    splits = {
+        s: {"x": source.x[i], "y": source.y[i], **{k: v[i] for k, v in source.extra.items()}}
+        for s, i in idx.items()
+    }
     info = dict(source.info)
     info["sizes"] = {s: int(len(i)) for s, i in idx.items()}
     how = cfg.get("standardize", "feature")

@@ -31,6 +31,8 @@ class Source:
         whose splits are part of the data (truth tables use every example for
         every split).
       info: free-form description stored with the run.
+      extra: more per-example fields (e.g. boxes and their mask for detection,
+        edges for graphs), each with a leading example axis; split with x and y.
     """
 
     x: np.ndarray
@@ -39,10 +41,21 @@ class Source:
     num_classes: int | None = None
     fixed_splits: dict[str, np.ndarray] | None = None
     info: dict = dataclasses.field(default_factory=dict)
+    extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def _get(cfg, name, default):
     return cfg.get(name, default) if cfg is not None else default
+
+
+def resize_images(x: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of images [examples, H, W, C] to [examples, size, size, C]."""
+    import jax
+
+    if x.shape[1:3] == (size, size):
+        return x
+    out = jax.image.resize(x, (x.shape[0], size, size, x.shape[3]), method="bilinear")
+    return np.asarray(out, np.float32)
 
 
 def _sklearn_bundled(loader_name: str, kind: str, image: bool = False):
@@ -52,6 +65,9 @@ def _sklearn_bundled(loader_name: str, kind: str, image: bool = False):
         bunch = getattr(skd, loader_name)()
         if image:
             x = bunch.images.astype(np.float32)[..., None]  # [examples, 8, 8, 1]
+            size = int(_get(cfg, "image_size", 0) or 0)
+            if size:
+                x = resize_images(x, size)  # [examples, size, size, 1]
         else:
             x = bunch.data.astype(np.float32)
         if kind == "classification":
@@ -148,6 +164,40 @@ def _synthetic(cfg) -> Source:
     teacher = rng.standard_normal((int(np.prod(shape)), classes), dtype=np.float32)
     y = np.argmax(x.reshape(n, -1) @ teacher, axis=1).astype(np.int32)
     return Source(x, y, "classification", classes, info={"source": "synthetic"})
+
+
+SEED_KERNEL = ((1.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 1.0))  # the lecture's kernel
+
+
+def _conv_pairs(cfg) -> Source:
+    """Random binary images and their cross-correlation with a known kernel.
+
+    Fields: num_samples, image_size, kernel (rows of a square kernel; default
+    the lecture's [[1,0,1],[0,1,0],[1,0,1]]), noise (std of noise added to the
+    outputs), seed. x [N, size, size, 1]; y the VALID output, flattened.
+    """
+    n = int(_get(cfg, "num_samples", 512))
+    size = int(_get(cfg, "image_size", 10))
+    kernel = np.asarray(_get(cfg, "kernel", SEED_KERNEL), np.float32)
+    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]:
+        raise ConfigError(f"dataset.kernel must be a square matrix, got shape {kernel.shape}")
+    k = kernel.shape[0]
+    if size <= k:
+        raise ConfigError(f"dataset.image_size {size} must exceed the kernel size {k}")
+    rng = np.random.default_rng(int(_get(cfg, "seed", 0)))
+    x = rng.integers(0, 2, (n, size, size)).astype(np.float32)
+    out = size - k + 1
+    y = np.zeros((n, out, out), np.float32)
+    for i in range(k):
+        for j in range(k):
+            y += kernel[i, j] * x[:, i : i + out, j : j + out]
+    y += float(_get(cfg, "noise", 0.0)) * rng.standard_normal(y.shape).astype(np.float32)
+    return Source(
+        x[..., None],
+        y.reshape(n, -1),
+        "regression",
+        info={"kernel": kernel.tolist(), "source": "conv_pairs"},
+    )
 
 
 def _check_file(path: str, what: str) -> None:
@@ -263,9 +313,82 @@ SOURCES: dict[str, Callable[..., Source]] = {
     "circles": _circles,
     "spirals": _spirals,
     "synthetic": _synthetic,
+    "conv_pairs": _conv_pairs,
 }
 
-FILE_SOURCES: dict[str, Callable[..., Source]] = {"npz": load_npz, "csv": load_csv}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def load_image_folder(path: str, cfg=None) -> Source:
+    """Images in one sub-folder per class, read with Pillow.
+
+    Class ids follow the sorted sub-folder names (stored in info["classes"]).
+    `dataset.image_size` resizes every image to a square of that size;
+    without it all images must have the same size. `dataset.channels` (1 or
+    3) converts to grayscale or RGB; without it the first image decides.
+
+    Args:
+      path: the folder.
+      cfg: dataset config.
+
+    Returns:
+      The Source, x [examples, H, W, C] float32 in [0, 1].
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not path or not os.path.isdir(path):
+        raise ConfigError(f"image folder not found: {path!r}")
+    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    if not classes:
+        raise ConfigError(f"image folder {path!r} has no class sub-folders")
+    size = int(_get(cfg, "image_size", 0) or 0)
+    channels = int(_get(cfg, "channels", 0) or 0)
+    if channels not in (0, 1, 3):
+        raise ConfigError(f"dataset.channels must be 1 or 3, got {channels}")
+    images, labels, shape = [], [], None
+    for label, name in enumerate(classes):
+        folder = os.path.join(path, name)
+        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
+        if not files:
+            raise ConfigError(
+                f"class folder {folder!r} holds no images ({', '.join(IMAGE_SUFFIXES)})"
+            )
+        for f in files:
+            file = os.path.join(folder, f)
+            try:
+                with Image.open(file) as im:
+                    if not channels:
+                        channels = 1 if im.mode in ("L", "1", "I", "F") else 3
+                    im = im.convert("L" if channels == 1 else "RGB")
+                    if size:
+                        im = im.resize((size, size), Image.BILINEAR)
+                    arr = np.asarray(im, np.float32) / 255.0
+            except (UnidentifiedImageError, OSError) as e:
+                raise ConfigError(f"cannot read image {file!r}: {e}") from e
+            arr = arr.reshape(arr.shape[0], arr.shape[1], channels)
+            if shape is None:
+                shape = arr.shape
+            elif arr.shape != shape:
+                raise ConfigError(
+                    f"image {file!r} has shape {arr.shape}, the others {shape}; "
+                    "set dataset.image_size to resize them all"
+                )
+            images.append(arr)
+            labels.append(label)
+    return Source(
+        np.stack(images),
+        np.asarray(labels, np.int32),
+        "classification",
+        len(classes),
+        info={"folder": path, "classes": classes},
+    )
+
+
+FILE_SOURCES: dict[str, Callable[..., Source]] = {
+    "npz": load_npz,
+    "csv": load_csv,
+    "images": load_image_folder,
+}
 
 
 def load_source(cfg) -> Source:

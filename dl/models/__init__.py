@@ -7,7 +7,7 @@ import dataclasses
 import jax.numpy as jnp
 
 from dl.errors import ConfigError, unknown_name
-from dl.models.cnn import CNN, AlexNet, AlexNetTiny, LeNet5
+from dl.models.cnn import CNN, AlexNet, AlexNetTiny, ConvFilter, LeNet5
 from dl.models.mlp import MLP, Perceptron
 from dl.models.recurrent import CharLM, RecurrentClassifier, RecurrentRegressor
 from dl.models.resnet import (
@@ -27,6 +27,7 @@ from dl.models.seq2seq import Seq2Seq
 MODELS = {
     "perceptron": Perceptron,
     "mlp": MLP,
+    "conv_filter": ConvFilter,
     "cnn": CNN,
     "lenet5": LeNet5,
     "alexnet": AlexNet,

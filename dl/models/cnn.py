@@ -275,3 +275,36 @@ AlexNetTiny = functools.partial(
 layout, but a 3x3 stride-1 stem (32 -> 32 -> pool 15 -> 15 -> pool 7 -> pool 3),
 a quarter of the channels (16, 48, 96, 64, 64), 3x3 adaptive pooling, 512-wide hidden
 dense layers and 10 outputs."""
+
+
+class ConvFilter(nn.Module):
+    """One convolution, no bias, no non-linearity: y = K * x (cross-correlation).
+
+    The model of the lecture's "we want the model to learn the kernel": trained
+    on input/output image pairs by least squares, its kernel converges to the
+    kernel that made the outputs. Outputs are flattened to [batch, h' * w' * features]
+    so that the regression task compares them with flattened target images.
+
+    Attributes:
+      features: output channels.
+      kernel_size: square kernel size.
+      padding: "VALID" (as in the lecture's worked example) or "SAME".
+    """
+
+    features: int = 1
+    kernel_size: int = 3
+    padding: str = "VALID"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool = False):
+        x = to_nhwc(x)
+        y = nn.Conv(
+            self.features,
+            (self.kernel_size, self.kernel_size),
+            padding=self.padding,
+            use_bias=False,
+            dtype=self.dtype,
+            name="conv",
+        )(x)  # [batch, h', w', features]
+        return y.reshape(y.shape[0], -1)

@@ -51,6 +51,28 @@ class Task:
         """Maps raw outputs to predictions (probabilities, labels or values)."""
         return outputs
 
+    # Metrics that are not means over examples (mean average precision, a
+    # confusion matrix) are computed on the host from per-example
+    # predictions collected over a whole split.
+    has_host_metrics = False
+
+    def predictions(self, outputs, batch) -> dict:
+        """Per-example arrays [batch, ...] to collect for `host_metrics` (jit-traced)."""
+        return {}
+
+    def host_metrics(self, predictions: dict, split: dict) -> dict[str, float]:
+        """Metrics of a whole split from collected predictions.
+
+        Args:
+          predictions: field -> numpy array [examples, ...] from `predictions`,
+            padding removed, in the split's order.
+          split: the split's own arrays (field -> [examples, ...]).
+
+        Returns:
+          metric -> value; merged with the averaged metrics.
+        """
+        return {}
+
     def direction(self, metric: str) -> str:
         from dl.errors import ConfigError
 

@@ -43,6 +43,10 @@ class Classification(Task):
     def predict(self, outputs):
         return jax.nn.softmax(outputs.astype(jnp.float32), axis=-1)
 
+    def labels(self, outputs):
+        """Predicted class ids."""
+        return jnp.argmax(outputs, axis=-1)
+
 
 class BinaryClassification(Task):
     """Two classes, one sigmoid unit: binary cross-entropy on the logit; accuracy."""
@@ -76,6 +80,10 @@ class BinaryClassification(Task):
 
     def predict(self, outputs):
         return jax.nn.sigmoid(outputs.astype(jnp.float32))
+
+    def labels(self, outputs):
+        """Predicted class ids (0 or 1)."""
+        return (outputs[..., 0] > 0).astype(jnp.int32)
 
 
 class PerceptronCriterion(BinaryClassification):

@@ -115,9 +115,12 @@ def build(config) -> Experiment:
     check_shapes(model, task, dataset)
     tx, schedule = make_optimizer(config)
     nonfinite = config.get("nonfinite", {})
+    augment = config.get("augment", {})
     step_cfg = StepConfig(
         nonfinite_policy=nonfinite.get("policy", "stop"),
         max_consecutive_skips=int(nonfinite.get("max_consecutive_skips", 10)),
+        crop_padding=int(augment.get("crop_padding", 0)),
+        horizontal_flip=bool(augment.get("horizontal_flip", False)),
     )
     return Experiment(config, dataset, task, model, Steps(model, task, tx, schedule, step_cfg))
 
@@ -164,7 +167,27 @@ class Evaluator:
                 state, self.arrays[split], idx, mask
             ).compile()
         sums = self._compiled[split](state, self.arrays[split], idx, mask)
-        return finalize(jax.device_get(sums))
+        metrics = finalize(jax.device_get(sums))
+        if self.exp.task.has_host_metrics:
+            _, predictions = self.predict(state, split)
+            metrics.update(self.exp.task.host_metrics(predictions, self.exp.dataset.splits[split]))
+        return metrics
+
+    def predict(self, state, split: str):
+        """Raw outputs and task predictions for every example of a split.
+
+        Returns:
+          (outputs, predictions) as numpy arrays [examples, ...], in split order.
+        """
+        idx, mask = self.orders[split]
+        key = ("predict", split)
+        if key not in self._compiled:
+            self._compiled[key] = self.exp.steps.predict_all.lower(
+                state, self.arrays[split], idx
+            ).compile()
+        out = jax.device_get(self._compiled[key](state, self.arrays[split], idx))
+        keep = np.asarray(mask).reshape(-1) > 0
+        return jax.tree_util.tree_map(lambda a: np.asarray(a).reshape(-1, *a.shape[2:])[keep], out)
 
 
 def device_arrays(dataset: Dataset) -> dict:

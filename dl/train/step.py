@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dl.data.augment import augment_images
+
 NONFINITE_POLICIES = ("stop", "skip")
 
 
@@ -69,6 +71,12 @@ class StepConfig:
 
     nonfinite_policy: str = "stop"
     max_consecutive_skips: int = 10
+    crop_padding: int = 0
+    horizontal_flip: bool = False
+
+    @property
+    def augments(self) -> bool:
+        return self.crop_padding > 0 or self.horizontal_flip
 
 
 def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: StepConfig):
@@ -82,13 +90,21 @@ def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: Step
       task: a dl Task.
       tx: the optax transformation.
       schedule: step -> learning rate, for logging.
-      cfg: static step options.
+      cfg: static step options (non-finite policy, image augmentation).
 
     Returns:
       (new state, metrics): metrics hold the loss, gradient norm, learning
       rate, the task's metric sums and whether the step was finite.
     """
     rng = jax.random.fold_in(state.rng, state.step)
+    if cfg.augments:
+        batch = dict(batch)
+        batch["x"] = augment_images(
+            jax.random.fold_in(rng, 1),
+            batch["x"],
+            crop_padding=cfg.crop_padding,
+            flip=cfg.horizontal_flip,
+        )
     mask = batch.get("mask")
     if mask is None:
         mask = jnp.ones(batch["y"].shape[:1], jnp.float32)
@@ -212,6 +228,7 @@ class Steps:
             self._train_many, donate_argnums=0, static_argnames=("steps", "batch_size")
         )
         self.evaluate_all = jax.jit(self._evaluate_all)
+        self.predict_all = jax.jit(self._predict_all)
 
     def init_state(self, rng: jax.Array, example_batch) -> TrainState:
         """Initializes parameters, optimizer state and mutable collections.
@@ -279,6 +296,22 @@ class Steps:
         )
         total, _ = jax.lax.scan(body, zeros, (idx, mask))
         return total
+
+    def _predict_all(self, state, arrays, idx):
+        """Raw outputs and task predictions for batches idx [batches, batch].
+
+        Returns:
+          (outputs, predictions), each [batches, batch, ...].
+        """
+        variables = {"params": state.params, **state.model_state}
+
+        def body(_, step_idx):
+            batch = gather(arrays, step_idx)
+            outputs = self.model.apply(variables, *self.task.inputs(batch), train=False)
+            return None, (outputs, self.task.predictions(outputs, batch))
+
+        _, out = jax.lax.scan(body, None, idx)
+        return out
 
 
 def finalize(sums) -> dict[str, float]:
