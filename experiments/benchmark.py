@@ -36,6 +36,10 @@ FLAGS = flags.FLAGS
 SUITE = {
     "mlp_digits": ("mlp_digits", {"model.dropout_rate": 0.0, "schedule.name": "constant"}, "mlp"),
     "mlp_784_512_512_10": ("mlp_synthetic", {}, "mlp"),
+    "cnn_digits": ("cnn_digits", {}, None),
+    "resnet20_digits": ("resnet20_digits", {}, None),
+    "alexnet_tiny": ("alexnet_tiny", {}, None),
+    "resnet50_224_batch8": ("resnet50", {}, None),
 }
 
 

@@ -80,32 +80,49 @@ class Runner:
 
 
 def time_steps(
-    runners: dict[str, Runner], *, repeats: int = 20, steps_per_block: int = 10, warmup: int = 5
+    runners: dict[str, Runner],
+    *,
+    repeats: int = 20,
+    steps_per_block: int = 10,
+    warmup: int = 5,
+    budget_seconds: float = 60.0,
 ) -> dict[str, Timing]:
     """Times several steps in one process, interleaving their timed blocks.
 
     Blocks of the runners alternate (a, b, a, b, ...), so a slow spell of a
     shared machine hits all of them alike and their ratios stay meaningful.
+    Slow steps (a ResNet-50 step on a CPU takes seconds) get shorter blocks and
+    fewer repeats, down to 5 blocks of one call, to stay near budget_seconds.
 
     Returns:
       name -> Timing; step times are per training step.
     """
     state = {}
+    per_call = 0.0
     for name, r in runners.items():
         t0 = time.perf_counter()
         compiled = r.lower(*r.args).compile()
         compile_seconds = time.perf_counter() - t0
-        args, out = r.args, None
-        for _ in range(warmup):
+        args = r.args
+        out = compiled(*args)  # the first call allocates; time the ones after it
+        args = r.advance(args, out)
+        jax.block_until_ready(out)
+        t0 = time.perf_counter()
+        for _ in range(max(warmup - 1, 1)):
             out = compiled(*args)
             args = r.advance(args, out)
         jax.block_until_ready(out)
+        per_call += (time.perf_counter() - t0) / max(warmup - 1, 1)
         flops = flops_of(compiled)
         state[name] = [
             compiled,
             args,
             Timing(compile_seconds, [], flops / r.steps_per_call if flops else None),
         ]
+    if per_call * repeats * steps_per_block > budget_seconds:
+        steps_per_block = max(1, int(budget_seconds / (repeats * per_call)))
+        if steps_per_block == 1:
+            repeats = max(5, min(repeats, int(budget_seconds / per_call)))
     for _ in range(repeats):
         for name, r in runners.items():
             compiled, args, timing = state[name]
