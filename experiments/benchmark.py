@@ -65,10 +65,11 @@ def bench_config(
     from dl.tools.benchmark import Runner, time_steps
     from dl.train import build
     from dl.train.loop import _param_count, device_arrays
+    from dl.train.sharding import put_replicated
 
     exp = build(config)
-    state = exp.init_state()
-    arrays = device_arrays(exp.dataset)
+    state = exp.placed_init_state()
+    arrays = device_arrays(exp.dataset, exp.mesh)
     k = int(config.get("steps_per_call", 1))
     batch = int(config.batch_size)
     order = TrainOrder(exp.dataset.size("train"), batch, int(config.seed))
@@ -80,8 +81,9 @@ def bench_config(
         moved = order.window(step, k, window["first"])
         if moved is not None:
             window["first"] = moved[0]
-            window["perms"] = jax.device_put(moved[1])
-            window["first_dev"] = jax.device_put(np.int32(moved[0]))
+            window["perms"], window["first_dev"] = put_replicated(
+                (moved[1], np.int32(moved[0])), exp.mesh
+            )
         return state, arrays["train"], window["perms"], window["first_dev"]
 
     def advance(args, out):

@@ -76,7 +76,9 @@ def evaluate(
         where = "best/" if checkpoint == "best" else "checkpoints/"
         raise CheckpointError(f"no checkpoint in {os.path.join(workdir, where)}")
     state, _, step = restored
-    evaluator = Evaluator(exp, device_arrays(exp.dataset), int(config.get("eval_batch_size", 256)))
+    evaluator = Evaluator(
+        exp, device_arrays(exp.dataset, exp.mesh), int(config.get("eval_batch_size", 256))
+    )
     metrics = evaluator(state, split)
     result = {
         "workdir": os.path.abspath(workdir),

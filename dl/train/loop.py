@@ -23,6 +23,7 @@ from dl.models import build_model
 from dl.tasks import Task, make_task
 from dl.train.checkpoint import BEST, Checkpoints
 from dl.train.optim import make_optimizer
+from dl.train.sharding import check_divisible, data_mesh, put_replicated, replicated
 from dl.train.reporting import MetricWriter, Progress
 from dl.train.step import StepConfig, Steps, TrainState, all_finite, finalize
 
@@ -52,22 +53,29 @@ class Experiment:
     task: Task
     model: object
     steps: Steps
+    mesh: object = None
 
     def example_batch(self, size: int = 2) -> dict:
         return {k: v[:size] for k, v in self.dataset.splits["train"].items()}
 
-    def init_state(self) -> TrainState:
+    def init_state(self, from_data: bool = True) -> TrainState:
+        """A fresh state; `from_data` passes the training split to the model's init_from_data."""
         return self.steps.init_state(
             jax.random.PRNGKey(int(self.config.seed)),
             self.example_batch(int(self.config.batch_size)),
+            self.dataset.splits["train"] if from_data else None,
         )
+
+    def placed_init_state(self) -> TrainState:
+        """A fresh state, replicated over the experiment's mesh."""
+        return put_replicated(self.init_state(), self.mesh)
 
     def abstract_state(self) -> TrainState:
         """The state's shapes, dtypes and placement, without computing it."""
-        sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        sharding = replicated(self.mesh)
         return jax.tree_util.tree_map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-            jax.eval_shape(self.init_state),
+            jax.eval_shape(lambda: self.init_state(from_data=False)),
         )
 
 
@@ -122,7 +130,11 @@ def build(config) -> Experiment:
         crop_padding=int(augment.get("crop_padding", 0)),
         horizontal_flip=bool(augment.get("horizontal_flip", False)),
     )
-    return Experiment(config, dataset, task, model, Steps(model, task, tx, schedule, step_cfg))
+    mesh = data_mesh()
+    check_divisible(int(config.batch_size), mesh)
+    return Experiment(
+        config, dataset, task, model, Steps(model, task, tx, schedule, step_cfg, mesh), mesh
+    )
 
 
 def config_differences(stored: dict, current: dict, prefix: str = "") -> list[str]:
@@ -154,8 +166,11 @@ class Evaluator:
         for split in SPLITS:
             n = experiment.dataset.size(split)
             if n:
-                idx, mask = eval_order(n, min(batch_size, n))
-                self.orders[split] = (jnp.asarray(idx), jnp.asarray(mask))
+                # A static batch that every device gets an equal share of.
+                size = min(batch_size, n)
+                size = -(-size // experiment.mesh.size) * experiment.mesh.size
+                idx, mask = eval_order(n, size)
+                self.orders[split] = put_replicated((idx, mask), experiment.mesh)
         self._compiled = {}
 
     def __call__(self, state, split: str) -> dict[str, float]:
@@ -190,9 +205,9 @@ class Evaluator:
         return jax.tree_util.tree_map(lambda a: np.asarray(a).reshape(-1, *a.shape[2:])[keep], out)
 
 
-def device_arrays(dataset: Dataset) -> dict:
-    """Every split's arrays, put on the device once."""
-    return {s: {k: jax.device_put(v) for k, v in f.items()} for s, f in dataset.splits.items()}
+def device_arrays(dataset: Dataset, mesh=None) -> dict:
+    """Every split's arrays, put on every device of the mesh once."""
+    return put_replicated(dataset.splits, mesh if mesh is not None else data_mesh())
 
 
 def _is_better(value: float, best: float | None, direction: str) -> bool:
@@ -314,7 +329,7 @@ def train(config, workdir: str, *, stream=None) -> dict:
     _check_resumable(ckpts, config_dict, workdir)
     restored = ckpts.restore(exp.abstract_state()) if ckpts.steps() else None
     if restored is None:
-        state = exp.init_state()
+        state = exp.placed_init_state()
         loop_meta = {"best_value": None, "best_step": None}
         resume_step = None
     else:
@@ -323,7 +338,7 @@ def train(config, workdir: str, *, stream=None) -> dict:
     _write_json(config_path, config_dict)
 
     writer = MetricWriter(workdir, resume_step)
-    arrays = device_arrays(exp.dataset)
+    arrays = device_arrays(exp.dataset, exp.mesh)
     evaluator = Evaluator(exp, arrays, int(config.get("eval_batch_size", 256)))
     order = TrainOrder(exp.dataset.size("train"), intervals["batch_size"], int(config.seed))
     k, total = intervals["steps_per_call"], intervals["num_train_steps"]
@@ -332,7 +347,7 @@ def train(config, workdir: str, *, stream=None) -> dict:
         raise ConfigError(f"checkpoint step {step} is not a multiple of steps_per_call={k}")
 
     first_epoch_host, perms = order.window(step, k)
-    perms, first_epoch = jax.device_put(perms), jax.device_put(np.int32(first_epoch_host))
+    perms, first_epoch = put_replicated((perms, np.int32(first_epoch_host)), exp.mesh)
     t0 = time.perf_counter()
     train_call = exp.steps.train_many.lower(
         state, arrays["train"], perms, first_epoch, steps=k, batch_size=intervals["batch_size"]
@@ -373,8 +388,7 @@ def train(config, workdir: str, *, stream=None) -> dict:
         moved = order.window(step, k, int(first_epoch_host))
         if moved is not None:
             first_epoch_host = moved[0]
-            first_epoch = jax.device_put(np.int32(moved[0]))
-            perms = jax.device_put(moved[1])
+            perms, first_epoch = put_replicated((moved[1], np.int32(moved[0])), exp.mesh)
         state, metrics = train_call(state, arrays["train"], perms, first_epoch)
         pending.append(metrics)
         step += k

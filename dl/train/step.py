@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from dl.data.augment import augment_images
+from dl.train.sharding import shard_batch
 
 NONFINITE_POLICIES = ("stop", "skip")
 
@@ -211,7 +212,7 @@ def gather(arrays, idx):
 class Steps:
     """The jit-compiled calls of the training loop, for one model, task and optimizer."""
 
-    def __init__(self, model, task, tx, schedule, cfg: StepConfig = StepConfig()):
+    def __init__(self, model, task, tx, schedule, cfg: StepConfig = StepConfig(), mesh=None):
         if cfg.nonfinite_policy not in NONFINITE_POLICIES:
             from dl.errors import ConfigError
 
@@ -220,6 +221,7 @@ class Steps:
                 f"got {cfg.nonfinite_policy!r}"
             )
         self.model, self.task, self.tx, self.schedule = model, task, tx, schedule
+        self.mesh = mesh
         self.train_step = functools.partial(
             train_step, model=model, task=task, tx=tx, schedule=schedule, cfg=cfg
         )
@@ -230,12 +232,17 @@ class Steps:
         self.evaluate_all = jax.jit(self._evaluate_all)
         self.predict_all = jax.jit(self._predict_all)
 
-    def init_state(self, rng: jax.Array, example_batch) -> TrainState:
+    def init_state(self, rng: jax.Array, example_batch, train_data=None) -> TrainState:
         """Initializes parameters, optimizer state and mutable collections.
 
         Args:
           rng: the run's key.
           example_batch: a batch with the per-example shapes of the data.
+          train_data: the training split (field -> array), or None. A model
+            with a method `init_from_data(variables, *inputs, seed=...) ->
+            variables` gets the variables of `model.init` and the split's
+            model inputs, and sets variables from the data (e.g. RBF centres
+            by k-means), before the optimizer state is built.
 
         Returns:
           A fresh TrainState at step 0.
@@ -244,6 +251,10 @@ class Steps:
         variables = jax.jit(functools.partial(self.model.init, train=False))(
             {"params": init_rng, "dropout": init_rng}, *self.task.inputs(example_batch)
         )
+        init_from_data = getattr(self.model, "init_from_data", None)
+        if train_data is not None and init_from_data is not None:
+            seed = int(jax.random.randint(init_rng, (), 0, 2**31 - 1))
+            variables = init_from_data(variables, *self.task.inputs(train_data), seed=seed)
         variables = dict(variables)
         params = variables.pop("params")
         return TrainState(
@@ -273,7 +284,7 @@ class Steps:
 
         def one(state):
             idx = batch_indices(state.step, batch_size, perms, first_epoch)
-            return self.train_step(state, gather(arrays, idx))
+            return self.train_step(state, shard_batch(gather(arrays, idx), self.mesh))
 
         if steps == 1:
             return one(state)  # metrics of one step: scalars, no stacking
@@ -286,7 +297,7 @@ class Steps:
             step_idx, step_mask = inputs
             batch = gather(arrays, step_idx)
             batch["mask"] = step_mask
-            sums = self.eval_step(state, batch)
+            sums = self.eval_step(state, shard_batch(batch, self.mesh))
             return jax.tree_util.tree_map(jnp.add, total, sums), None
 
         zero_batch = gather(arrays, idx[0])
@@ -306,7 +317,7 @@ class Steps:
         variables = {"params": state.params, **state.model_state}
 
         def body(_, step_idx):
-            batch = gather(arrays, step_idx)
+            batch = shard_batch(gather(arrays, step_idx), self.mesh)
             outputs = self.model.apply(variables, *self.task.inputs(batch), train=False)
             return None, (outputs, self.task.predictions(outputs, batch))
 
