@@ -14,7 +14,6 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from dl.data import SPLITS, Dataset, TrainOrder, eval_order, load_dataset
@@ -23,8 +22,8 @@ from dl.models import build_model
 from dl.tasks import Task, make_task
 from dl.train.checkpoint import BEST, Checkpoints
 from dl.train.optim import make_optimizer
-from dl.train.sharding import check_divisible, data_mesh, put_replicated, replicated
 from dl.train.reporting import MetricWriter, Progress
+from dl.train.sharding import check_divisible, data_mesh, put_replicated, replicated
 from dl.train.step import StepConfig, Steps, TrainState, all_finite, finalize
 
 # Fields that may differ between a run and its resumption.
