@@ -19,7 +19,7 @@ def base_config() -> ml_collections.ConfigDict:
       schedule, grad_clip_norm, batch_size, eval_batch_size, num_train_steps,
       steps_per_call, log_every_steps, eval_every_steps,
       checkpoint_every_steps, keep_checkpoints, best_metric, target_metric,
-      target_value, nonfinite and augment.
+      target_value, early_stopping, nonfinite and augment.
     """
     c = ml_collections.ConfigDict()
     c.name = ""
@@ -54,6 +54,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.target_metric = ""
     c.target_value = config_dict.placeholder(float)
     c.nonfinite = ml_collections.ConfigDict(dict(policy="stop", max_consecutive_skips=10))
+    # Stop when best_metric has not improved by more than min_delta for
+    # `patience` evaluations (0: never); the run ends on the best state.
+    c.early_stopping = ml_collections.ConfigDict(dict(patience=0, min_delta=0.0))
     # Image augmentation inside the jitted step, seeded by the step.
     c.augment = ml_collections.ConfigDict(dict(crop_padding=0, horizontal_flip=False))
     return c

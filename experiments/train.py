@@ -8,7 +8,8 @@ final summary line (JSON). Running the same command again on the same workdir
 resumes from the latest checkpoint.
 
 Exit status: 0 done; 2 bad flag, config or input; 3 non-finite values
-stopped training; 4 no checkpoint could be restored.
+stopped training; 4 no checkpoint could be restored; 75 preempted by SIGTERM
+after writing a checkpoint of the current step (re-run to resume).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def main(argv):
     common.reject_positional(argv)
     config = common.load_config_flag("config")
     common.setup_jax()
-    from dl.train import CheckpointError, NonFiniteError, train
+    from dl.train import CheckpointError, NonFiniteError, Preempted, train
 
     try:
         summary = common.guard(lambda: train(config, FLAGS.workdir))
@@ -39,6 +40,8 @@ def main(argv):
         common.fail(str(e), common.EXIT_NONFINITE)
     except CheckpointError as e:
         common.fail(str(e), common.EXIT_NO_CHECKPOINT)
+    except Preempted as e:
+        common.fail(str(e), common.EXIT_PREEMPTED)
     print("summary " + json.dumps(summary), flush=True)
     if summary.get("message"):
         print(summary["message"], flush=True)

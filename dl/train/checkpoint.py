@@ -139,6 +139,42 @@ class Checkpoints:
             return restored["state"], restored["meta"], step
         raise CheckpointError("no readable checkpoint; tried:\n  " + "\n  ".join(tried))
 
+    def quarantine(self, newer_than: int, kind: str = LATEST) -> list[str]:
+        """Moves unreadable steps newer than a restored one aside, into WORKDIR/unreadable/.
+
+        Training resumed from an older step would otherwise meet them again
+        (and could not write those steps anew). Nothing is deleted.
+
+        Returns:
+          The new paths of the moved steps.
+        """
+        if self.read_only:
+            raise RuntimeError("a read-only Checkpoints never moves files")
+        moved = []
+        for step in self.steps(kind):
+            if step > newer_than:
+                target = os.path.join(self.workdir, "unreadable", f"{kind}-{step}")
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.replace(os.path.join(self._path(kind), str(step)), target)
+                logging.warning("moved unreadable checkpoint step %d to %s", step, target)
+                moved.append(target)
+        if moved:
+            self._managers[kind].reload()
+        return moved
+
+    def discard_after(self, step: int, kind: str = BEST) -> list[int]:
+        """Deletes steps of `kind` newer than `step`.
+
+        A run resumed from `step` replays what came after it, deterministically,
+        so a best checkpoint written later by the interrupted run is written
+        again; keeping the old one would make best/ disagree with the replayed
+        history (as metrics.jsonl is truncated to `step` too).
+        """
+        newer = [s for s in self.steps(kind) if s > step]
+        for s in newer:
+            self._managers[kind].delete(s)
+        return newer
+
     def _path(self, kind: str) -> str:
         return os.path.join(self.workdir, kind)
 

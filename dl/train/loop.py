@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
+import threading
 import time
 
 import jax
@@ -41,6 +43,37 @@ RESUMABLE_CHANGES = frozenset(
 
 class NonFiniteError(RuntimeError):
     """Training met a non-finite loss or gradient and stopped."""
+
+
+class Preempted(RuntimeError):
+    """SIGTERM arrived; a checkpoint of the current step was written before stopping."""
+
+    def __init__(self, step: int, workdir: str):
+        super().__init__(
+            f"preempted (SIGTERM): checkpoint written at step {step} in {workdir}; "
+            "run the same command again to resume"
+        )
+        self.step = step
+
+
+class _PreemptionFlag:
+    """Turns SIGTERM into a flag the loop checks between calls (main thread only)."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.raised = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 @dataclasses.dataclass
@@ -333,6 +366,8 @@ def train(config, workdir: str, *, stream=None) -> dict:
         resume_step = None
     else:
         state, meta, resume_step = restored
+        ckpts.quarantine(resume_step)
+        ckpts.discard_after(resume_step, BEST)
         loop_meta = meta.get("loop", {"best_value": None, "best_step": None})
     _write_json(config_path, config_dict)
 
@@ -383,59 +418,97 @@ def train(config, workdir: str, *, stream=None) -> dict:
     def meta():
         return {"config": config_dict, "loop": loop_meta, "step": step}
 
-    while step < total:
-        moved = order.window(step, k, int(first_epoch_host))
-        if moved is not None:
-            first_epoch_host = moved[0]
-            perms, first_epoch = put_replicated((moved[1], np.int32(moved[0])), exp.mesh)
-        state, metrics = train_call(state, arrays["train"], perms, first_epoch)
-        pending.append(metrics)
-        step += k
-        progress.update(step)
-        log_now = step % intervals["log_every_steps"] == 0 or step == total
-        eval_now = step % intervals["eval_every_steps"] == 0 or step == total
-        ckpt_now = step % intervals["checkpoint_every_steps"] == 0 or step == total
-        if not (log_now or eval_now or ckpt_now):
-            continue
-        drain()
-        if log_now and window.steps + window.skipped:
-            now = time.perf_counter()
-            result = window.result()
-            result["steps_per_second"] = (step - window_start) / max(now - t_window, 1e-9)
-            result["epoch"] = order.epoch(step)
-            writer.write(step, "train", result)
-            progress.update(step, {"loss": result.get("loss", float("nan"))})
-            if not progress.tty:
-                progress.log(f"step {step}/{total} train " + _fmt(result))
-            window.reset()
-            t_window, window_start = now, step
-        if eval_now:
-            val = evaluator(state, "validation")
-            last_eval["validation"] = val
-            writer.write(step, "validation", val)
-            progress.log(f"step {step}/{total} validation " + _fmt(val))
-            if best_metric:
-                if best_metric not in val:
-                    raise ConfigError(
-                        f"best_metric {best_metric!r} is not a metric of task "
-                        f"{task.name!r}: {', '.join(sorted(val))}"
-                    )
-                if _is_better(val[best_metric], loop_meta["best_value"], best_direction):
-                    loop_meta.update(best_value=val[best_metric], best_step=step)
-                    _save(ckpts, step, state, meta(), BEST)
-            if target is not None:
-                split, metric, value, direction = target
-                got = val if split == "validation" else evaluator(state, split)
-                reached = got[metric] >= value if direction == "max" else got[metric] <= value
-                if reached:
-                    converged_step = step
-                    ckpt_now = True
-        if ckpt_now:
-            _save(ckpts, step, state, meta())
-        if converged_step is not None:
-            break
+    early = config.get("early_stopping", {})
+    patience = int(early.get("patience", 0) or 0)
+    min_delta = float(early.get("min_delta", 0.0) or 0.0)
+    if patience and not best_metric:
+        raise ConfigError(
+            "early_stopping.patience needs best_metric (the validation metric to watch)"
+        )
+    loop_meta.setdefault("bad_evals", 0)
+    stopped_early = loop_meta.get("early_stopped_step")
+    preemption = _PreemptionFlag().__enter__()
+
+    try:
+        while step < total and stopped_early is None:
+            moved = order.window(step, k, int(first_epoch_host))
+            if moved is not None:
+                first_epoch_host = moved[0]
+                perms, first_epoch = put_replicated((moved[1], np.int32(moved[0])), exp.mesh)
+            state, metrics = train_call(state, arrays["train"], perms, first_epoch)
+            pending.append(metrics)
+            step += k
+            progress.update(step)
+            if preemption.raised:
+                drain()
+                _save(ckpts, step, state, meta())
+                ckpts.wait()
+                progress.close()
+                writer.close()
+                raise Preempted(step, workdir)
+            log_now = step % intervals["log_every_steps"] == 0 or step == total
+            eval_now = step % intervals["eval_every_steps"] == 0 or step == total
+            ckpt_now = step % intervals["checkpoint_every_steps"] == 0 or step == total
+            if not (log_now or eval_now or ckpt_now):
+                continue
+            drain()
+            if log_now and window.steps + window.skipped:
+                now = time.perf_counter()
+                result = window.result()
+                result["steps_per_second"] = (step - window_start) / max(now - t_window, 1e-9)
+                result["epoch"] = order.epoch(step)
+                writer.write(step, "train", result)
+                progress.update(step, {"loss": result.get("loss", float("nan"))})
+                if not progress.tty:
+                    progress.log(f"step {step}/{total} train " + _fmt(result))
+                window.reset()
+                t_window, window_start = now, step
+            if eval_now:
+                val = evaluator(state, "validation")
+                last_eval["validation"] = val
+                writer.write(step, "validation", val)
+                progress.log(f"step {step}/{total} validation " + _fmt(val))
+                if best_metric:
+                    if best_metric not in val:
+                        raise ConfigError(
+                            f"best_metric {best_metric!r} is not a metric of task "
+                            f"{task.name!r}: {', '.join(sorted(val))}"
+                        )
+                    value, best = val[best_metric], loop_meta["best_value"]
+                    margin = min_delta if best_direction == "max" else -min_delta
+                    if best is None or _is_better(value, best + margin, best_direction):
+                        loop_meta["bad_evals"] = 0
+                    else:
+                        loop_meta["bad_evals"] += 1
+                    if _is_better(value, best, best_direction):
+                        loop_meta.update(best_value=value, best_step=step)
+                        _save(ckpts, step, state, meta(), BEST)
+                    if patience and loop_meta["bad_evals"] >= patience:
+                        stopped_early = loop_meta["early_stopped_step"] = step
+                        ckpt_now = True
+                if target is not None:
+                    split, metric, value, direction = target
+                    got = val if split == "validation" else evaluator(state, split)
+                    reached = got[metric] >= value if direction == "max" else got[metric] <= value
+                    if reached:
+                        converged_step = step
+                        ckpt_now = True
+            if ckpt_now:
+                _save(ckpts, step, state, meta())
+            if converged_step is not None or stopped_early is not None:
+                break
+    finally:
+        preemption.__exit__()
     progress.close()
     ckpts.wait()
+    if stopped_early is not None:
+        # Early stopping ends on the best state, not the last one.
+        state = ckpts.restore(exp.abstract_state(), "best")[0]
+        progress.log(
+            f"early stopping at step {stopped_early}: {best_metric} did not improve "
+            f"for {patience} evaluations; restored the best step "
+            f"{loop_meta['best_step']}"
+        )
 
     summary = {
         "name": config.get("name", ""),
@@ -449,6 +522,11 @@ def train(config, workdir: str, *, stream=None) -> dict:
         summary[split] = evaluator(state, split)
     if loop_meta.get("best_step") is not None:
         summary["best"] = {"step": loop_meta["best_step"], best_metric: loop_meta["best_value"]}
+    if stopped_early is not None:
+        summary["early_stopping"] = {
+            "stopped_step": stopped_early,
+            "restored_best_step": loop_meta["best_step"],
+        }
     if target is not None:
         split, metric, value, _ = target
         summary["converged"] = converged_step is not None

@@ -1,0 +1,161 @@
+"""Early stopping, preemption and corrupt checkpoints, with real processes and files."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT, config_path, load_config, run_binary
+from dl.train import CheckpointError, Checkpoints, build, train
+
+
+def xor_config():
+    c = load_config("mlp_xor")
+    c.target_metric = ""
+    c.optimizer.learning_rate = 0.02
+    c.log_every_steps = c.eval_every_steps = 10
+    c.checkpoint_every_steps = 10
+    c.num_train_steps = 2000
+    c.early_stopping.patience = 3
+    return c
+
+
+def validation_events(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [e for e in map(json.loads, f) if e["split"] == "validation"]
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best_state(tmp_path):
+    c = xor_config()
+    summary = train(c, str(tmp_path), stream=io.StringIO())
+    events = validation_events(tmp_path)
+    accs = [e["accuracy"] for e in events]
+    first_best = events[int(np.argmax(accs))]["step"]  # first step at the best accuracy
+    assert summary["early_stopping"]["restored_best_step"] == first_best
+    assert summary["early_stopping"]["stopped_step"] == first_best + 3 * 10
+    assert summary["step"] == first_best + 30 < 2000
+    exp = build(c)
+    best = Checkpoints(str(tmp_path), read_only=True).restore(exp.abstract_state(), "best")[0]
+    # The summary's metrics are those of the best state.
+    assert summary["validation"]["accuracy"] == pytest.approx(max(accs))
+    assert int(best.step) == first_best
+
+
+def test_patience_counter_survives_a_resume(tmp_path):
+    c = xor_config()
+    straight = train(c, str(tmp_path / "a"), stream=io.StringIO())
+    stop = straight["early_stopping"]["stopped_step"]
+    c.num_train_steps = stop - 10  # ends after some evaluations without improvement
+    train(c, str(tmp_path / "b"), stream=io.StringIO())
+    c.num_train_steps = 2000
+    resumed = train(c, str(tmp_path / "b"), stream=io.StringIO())
+    assert resumed["early_stopping"] == straight["early_stopping"]
+
+
+def _wait_for_checkpoint(workdir, at_least, child):
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    deadline = time.time() + 120
+    while time.time() < deadline and child.poll() is None:
+        if os.path.isdir(ckpt_dir) and any(
+            d.isdigit() and int(d) >= at_least for d in os.listdir(ckpt_dir)
+        ):
+            return
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint appeared")
+
+
+def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_exactly(tmp_path):
+    args = [
+        f"--config={config_path('mlp_digits')}",
+        "--config.num_train_steps=6000",
+        "--config.checkpoint_every_steps=1000",
+        "--config.log_every_steps=500",
+        "--config.eval_every_steps=1000",
+    ]
+    straight = tmp_path / "straight"
+    assert run_binary("experiments.train", *args, f"--workdir={straight}").returncode == 0
+    work = str(tmp_path / "preempted")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "experiments.train", *args, f"--workdir={work}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_checkpoint(work, 1000, child)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 75, err
+    assert "preempted (SIGTERM): checkpoint written at step" in err
+    step = int(err.split("checkpoint written at step ")[1].split()[0])
+    assert step in Checkpoints(work, read_only=True).steps()
+    assert step % 1000 != 0 or step < 6000  # an off-schedule step, or an early one
+    assert run_binary("experiments.train", *args, f"--workdir={work}").returncode == 0
+    c = load_config("mlp_digits")
+    c.num_train_steps = 6000
+    exp = build(c)
+    a = Checkpoints(str(straight), read_only=True).restore(exp.abstract_state())[0]
+    b = Checkpoints(work, read_only=True).restore(exp.abstract_state())[0]
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+
+
+def _corrupt(step_dir):
+    """Truncates every array data file of a checkpoint step."""
+    hit = 0
+    for root, _, files in os.walk(step_dir):
+        for f in files:
+            path = os.path.join(root, f)
+            if "state" in root and os.path.getsize(path) > 64:
+                with open(path, "r+b") as fh:
+                    fh.truncate(16)
+                hit += 1
+    assert hit
+
+
+def test_corrupt_latest_checkpoint_falls_back_and_says_which(tmp_path):
+    c = load_config("mlp_xor")
+    c.target_metric = ""
+    c.num_train_steps, c.checkpoint_every_steps, c.keep_checkpoints = 60, 20, 3
+    train(c, str(tmp_path), stream=io.StringIO())
+    ckpts = Checkpoints(str(tmp_path), read_only=True)
+    assert ckpts.steps() == [20, 40, 60]
+    _corrupt(tmp_path / "checkpoints" / "60")
+    proc = run_binary("experiments.evaluate", f"--workdir={tmp_path}", "--figures=false")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["step"] == 40
+    assert "checkpoint step 60" in proc.stderr and "cannot be read" in proc.stderr
+    for step in (20, 40):
+        _corrupt(tmp_path / "checkpoints" / str(step))
+    proc = run_binary("experiments.evaluate", f"--workdir={tmp_path}", "--figures=false")
+    assert proc.returncode == 4
+    assert "no readable checkpoint" in proc.stderr
+    for step in (20, 40, 60):
+        assert os.path.join("checkpoints", str(step)) in proc.stderr
+    with pytest.raises(CheckpointError):
+        ckpts.restore(build(c).abstract_state())
+
+
+def test_training_resumes_past_an_unreadable_latest_step_and_keeps_it_aside(tmp_path):
+    c = load_config("mlp_xor")
+    c.target_metric = ""
+    c.num_train_steps, c.checkpoint_every_steps, c.keep_checkpoints = 60, 20, 3
+    train(c, str(tmp_path / "straight"), stream=io.StringIO())
+    train(c, str(tmp_path / "run"), stream=io.StringIO())
+    _corrupt(tmp_path / "run" / "checkpoints" / "60")
+    summary = train(c, str(tmp_path / "run"), stream=io.StringIO())
+    assert summary["step"] == 60
+    assert os.path.isdir(tmp_path / "run" / "unreadable" / "checkpoints-60")
+    exp = build(c)
+    a = Checkpoints(str(tmp_path / "straight"), read_only=True).restore(exp.abstract_state())
+    b = Checkpoints(str(tmp_path / "run"), read_only=True).restore(exp.abstract_state())
+    assert a[2] == b[2] == 60
+    for x, y in zip(jax.tree_util.tree_leaves(a[0]), jax.tree_util.tree_leaves(b[0]), strict=True):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
