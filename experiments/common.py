@@ -21,6 +21,53 @@ flags.DEFINE_string(
 )
 
 
+flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "host:port of process 0, to train over several processes with "
+    "jax.distributed (with --num_processes and --process_id).",
+)
+flags.DEFINE_integer("num_processes", None, "Number of processes (jax.distributed).")
+flags.DEFINE_integer("process_id", None, "This process's index, 0 .. num_processes - 1.")
+flags.DEFINE_bool(
+    "distributed",
+    False,
+    "Call jax.distributed.initialize() with the settings a cluster scheduler "
+    "gives (Slurm, and the other environments JAX detects).",
+)
+
+
+def setup_distributed() -> None:
+    """Starts jax.distributed if the flags (or --distributed) ask for it.
+
+    Must run before anything touches a JAX device.
+    """
+    import jax
+
+    f = flags.FLAGS
+    explicit = [f.coordinator_address, f.num_processes, f.process_id]
+    if any(v is not None for v in explicit):
+        if any(v is None for v in explicit):
+            fail(
+                "--coordinator_address, --num_processes and --process_id go together; "
+                f"got {explicit}"
+            )
+        if not 0 <= f.process_id < f.num_processes:
+            fail(f"--process_id must be in [0, {f.num_processes}), got {f.process_id}")
+    elif not f.distributed:
+        return
+    if (os.environ.get("JAX_PLATFORMS") or "cpu").startswith("cpu"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if explicit[0] is not None:
+        jax.distributed.initialize(
+            coordinator_address=f.coordinator_address,
+            num_processes=f.num_processes,
+            process_id=f.process_id,
+        )
+    else:
+        jax.distributed.initialize()
+
+
 def setup_jax() -> None:
     """Quiets library logs and turns on the persistent compilation cache.
 
@@ -31,6 +78,7 @@ def setup_jax() -> None:
 
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+    setup_distributed()
 
     path = flags.FLAGS.compilation_cache_dir
     if path:

@@ -42,9 +42,12 @@ def main(argv):
         common.fail(str(e), common.EXIT_NO_CHECKPOINT)
     except Preempted as e:
         common.fail(str(e), common.EXIT_PREEMPTED)
-    print("summary " + json.dumps(summary), flush=True)
-    if summary.get("message"):
-        print(summary["message"], flush=True)
+    from dl.train.sharding import is_lead
+
+    if is_lead():
+        print("summary " + json.dumps(summary), flush=True)
+        if summary.get("message"):
+            print(summary["message"], flush=True)
 
 
 if __name__ == "__main__":

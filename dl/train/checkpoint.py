@@ -30,8 +30,14 @@ class CheckpointError(RuntimeError):
     """No checkpoint could be restored."""
 
 
-def _manager(directory: str, keep: int) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, cleanup_tmp_directories=True)
+def _manager(directory: str, keep: int, kind: str) -> ocp.CheckpointManager:
+    # Two managers save the same step (best and latest); with several processes
+    # their barriers need distinct names.
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep,
+        cleanup_tmp_directories=True,
+        multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=kind),
+    )
     return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
 
 
@@ -53,7 +59,7 @@ class Checkpoints:
         self._managers = {}
         if not read_only:
             for kind, n in ((LATEST, keep), (BEST, 1)):
-                self._managers[kind] = _manager(os.path.join(self.workdir, kind), n)
+                self._managers[kind] = _manager(os.path.join(self.workdir, kind), n, kind)
         self._reader = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
 
     def steps(self, kind: str = LATEST) -> list[int]:

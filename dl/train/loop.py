@@ -9,6 +9,7 @@ checkpoint, and returns the run's summary.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import signal
@@ -24,8 +25,16 @@ from dl.models import build_model
 from dl.tasks import Task, make_task
 from dl.train.checkpoint import BEST, Checkpoints
 from dl.train.optim import make_optimizer
-from dl.train.reporting import MetricWriter, Progress
-from dl.train.sharding import check_divisible, data_mesh, put_replicated, replicated
+from dl.train.reporting import MetricWriter, NullWriter, Progress
+from dl.train.sharding import (
+    check_divisible,
+    data_mesh,
+    is_lead,
+    put_replicated,
+    replicated,
+    sync,
+    to_host,
+)
 from dl.train.step import StepConfig, Steps, TrainState, all_finite, finalize
 
 # Fields that may differ between a run and its resumption.
@@ -57,19 +66,30 @@ class Preempted(RuntimeError):
 
 
 class _PreemptionFlag:
-    """Turns SIGTERM into a flag the loop checks between calls (main thread only)."""
+    """Turns SIGTERM into a flag the loop checks between calls (main thread only).
+
+    With several processes, JAX's preemption sync point decides instead, so
+    that every process stops, and saves, at the same step.
+    """
 
     def __init__(self):
-        self.raised = False
+        self._raised = False
         self._previous = None
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         return self
 
+    def reached(self, step: int) -> bool:
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            return bool(multihost_utils.reached_preemption_sync_point(step))
+        return self._raised
+
     def _handle(self, signum, frame):
-        self.raised = True
+        self._raised = True
 
     def __exit__(self, *exc):
         if self._previous is not None:
@@ -214,7 +234,7 @@ class Evaluator:
                 state, self.arrays[split], idx, mask
             ).compile()
         sums = self._compiled[split](state, self.arrays[split], idx, mask)
-        metrics = finalize(jax.device_get(sums))
+        metrics = finalize(to_host(sums))
         if self.exp.task.has_host_metrics:
             _, predictions = self.predict(state, split)
             metrics.update(self.exp.task.host_metrics(predictions, self.exp.dataset.splits[split]))
@@ -232,7 +252,7 @@ class Evaluator:
             self._compiled[key] = self.exp.steps.predict_all.lower(
                 state, self.arrays[split], idx
             ).compile()
-        out = jax.device_get(self._compiled[key](state, self.arrays[split], idx))
+        out = to_host(self._compiled[key](state, self.arrays[split], idx))
         keep = np.asarray(mask).reshape(-1) > 0
         return jax.tree_util.tree_map(lambda a: np.asarray(a).reshape(-1, *a.shape[2:])[keep], out)
 
@@ -347,6 +367,16 @@ def train(config, workdir: str, *, stream=None) -> dict:
       The summary: final step, train/validation/test metrics, timings.
     """
     t_start = time.perf_counter()
+    # SIGTERM from here on is caught, so that a preemption during start-up
+    # still ends with a checkpoint rather than the default abrupt exit.
+    preemption = _PreemptionFlag().__enter__()
+    try:
+        return _train(config, workdir, stream, preemption, t_start)
+    finally:
+        preemption.__exit__()
+
+
+def _train(config, workdir: str, stream, preemption, t_start: float) -> dict:
     intervals = _check_intervals(config)
     exp = build(config)
     _prepare_workdir(workdir)
@@ -366,17 +396,20 @@ def train(config, workdir: str, *, stream=None) -> dict:
         resume_step = None
     else:
         state, meta, resume_step = restored
-        ckpts.quarantine(resume_step)
-        ckpts.discard_after(resume_step, BEST)
+        if is_lead():
+            ckpts.quarantine(resume_step)
+            ckpts.discard_after(resume_step, BEST)
+        sync("dl-resume")
         loop_meta = meta.get("loop", {"best_value": None, "best_step": None})
-    _write_json(config_path, config_dict)
+    if is_lead():
+        _write_json(config_path, config_dict)
 
-    writer = MetricWriter(workdir, resume_step)
+    writer = MetricWriter(workdir, resume_step) if is_lead() else NullWriter()
     arrays = device_arrays(exp.dataset, exp.mesh)
     evaluator = Evaluator(exp, arrays, int(config.get("eval_batch_size", 256)))
     order = TrainOrder(exp.dataset.size("train"), intervals["batch_size"], int(config.seed))
     k, total = intervals["steps_per_call"], intervals["num_train_steps"]
-    step = int(state.step)
+    step = int(to_host(state.step))
     if step % k:
         raise ConfigError(f"checkpoint step {step} is not a multiple of steps_per_call={k}")
 
@@ -387,7 +420,7 @@ def train(config, workdir: str, *, stream=None) -> dict:
         state, arrays["train"], perms, first_epoch, steps=k, batch_size=intervals["batch_size"]
     ).compile()
     compile_seconds = time.perf_counter() - t0
-    progress = Progress(total, step, stream=stream)
+    progress = Progress(total, step, stream=stream if is_lead() else io.StringIO())
     progress.log(
         f"{config.get('name', 'experiment')}: model {config.model.name}, "
         f"{_param_count(state.params):,} parameters, dataset {exp.dataset.name} "
@@ -401,14 +434,14 @@ def train(config, workdir: str, *, stream=None) -> dict:
     last_eval: dict[str, dict] = {}
 
     def drain():
-        for m in jax.device_get(pending):
+        for m in to_host(pending):
             bad = window.add(m)
             if bad is not None and (config.get("nonfinite", {}).get("policy", "stop") == "stop"):
                 _stop_nonfinite(bad, writer, workdir, ckpts)
         pending.clear()
-        if int(state.halted):
+        if int(to_host(state.halted)):
             _stop_nonfinite(
-                {"step": int(state.step), "loss": float("nan"), "grad_norm": float("nan")},
+                {"step": int(to_host(state.step)), "loss": float("nan"), "grad_norm": float("nan")},
                 writer,
                 workdir,
                 ckpts,
@@ -427,8 +460,6 @@ def train(config, workdir: str, *, stream=None) -> dict:
         )
     loop_meta.setdefault("bad_evals", 0)
     stopped_early = loop_meta.get("early_stopped_step")
-    preemption = _PreemptionFlag().__enter__()
-
     try:
         while step < total and stopped_early is None:
             moved = order.window(step, k, int(first_epoch_host))
@@ -439,11 +470,10 @@ def train(config, workdir: str, *, stream=None) -> dict:
             pending.append(metrics)
             step += k
             progress.update(step)
-            if preemption.raised:
+            if preemption.reached(step):
                 drain()
                 _save(ckpts, step, state, meta())
                 ckpts.wait()
-                progress.close()
                 writer.close()
                 raise Preempted(step, workdir)
             log_now = step % intervals["log_every_steps"] == 0 or step == total
@@ -498,8 +528,7 @@ def train(config, workdir: str, *, stream=None) -> dict:
             if converged_step is not None or stopped_early is not None:
                 break
     finally:
-        preemption.__exit__()
-    progress.close()
+        progress.close()
     ckpts.wait()
     if stopped_early is not None:
         # Early stopping ends on the best state, not the last one.
@@ -541,7 +570,8 @@ def train(config, workdir: str, *, stream=None) -> dict:
             )
     writer.close()
     ckpts.close()
-    _write_json(os.path.join(workdir, "summary.json"), summary)
+    if is_lead():
+        _write_json(os.path.join(workdir, "summary.json"), summary)
     return summary
 
 
@@ -577,7 +607,7 @@ def _param_count(params) -> int:
 
 
 def _save(ckpts: Checkpoints, step: int, state, meta: dict, kind: str = "checkpoints") -> None:
-    if not bool(all_finite((state.params, state.opt_state, state.model_state))):
+    if not bool(to_host(all_finite((state.params, state.opt_state, state.model_state)))):
         raise NonFiniteError(f"step {step}: the state holds non-finite values; not saving it")
     ckpts.save(step, state, meta, kind)
 

@@ -54,6 +54,16 @@ class MetricWriter:
         self._file.close()
 
 
+class NullWriter:
+    """The metric writer of processes other than the lead one: writes nothing."""
+
+    def write(self, step: int, split: str, metrics: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def read_metrics(workdir: str) -> list[dict]:
     """The events of a run's metrics.jsonl."""
     with open(os.path.join(workdir, "metrics.jsonl")) as f:

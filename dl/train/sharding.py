@@ -50,6 +50,38 @@ def shard_batch(batch, mesh: Mesh | None):
     return jax.tree_util.tree_map(lambda x: jax.lax.with_sharding_constraint(x, sharding), batch)
 
 
+def is_lead() -> bool:
+    """True in the process that writes files other than checkpoints (process 0)."""
+    return jax.process_index() == 0
+
+
+def to_host(tree):
+    """Numpy copies of a pytree of arrays, also when they span several processes.
+
+    Fully replicated arrays are read from a local shard; arrays split over
+    processes are gathered from all of them.
+    """
+
+    def get(x):
+        if not isinstance(x, jax.Array) or x.is_fully_addressable:
+            return np.asarray(jax.device_get(x))
+        if x.is_fully_replicated:
+            return np.asarray(x.addressable_data(0))
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+    return jax.tree_util.tree_map(get, tree)
+
+
+def sync(name: str) -> None:
+    """A barrier across processes (nothing with one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def check_divisible(batch_size: int, mesh: Mesh, name: str = "batch_size") -> None:
     if batch_size % mesh.size:
         raise ConfigError(
