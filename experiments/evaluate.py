@@ -115,7 +115,16 @@ def _figures(exp, evaluator, state, split: str, workdir: str) -> list[str]:
             f"{split} confusion matrix",
         )
         written += [stem + ".json", stem + ".png"]
-    x = exp.dataset.splits[split]["x"]
+    data = exp.dataset.splits[split]
+    if task.name == "detection":
+        from dl.tasks.detection import draw_detections
+
+        _, predictions = evaluator.predict(state, split)
+        path = os.path.join(workdir, f"detections_{split}.png")
+        draw_detections(data["x"], predictions, data, path,
+                        exp.dataset.info.get("class_names"))
+        written.append(path)
+    x = data["x"]
     if x.ndim == 4:
         variables = {"params": state.params, **state.model_state}
         written += figures.save_conv_figures(

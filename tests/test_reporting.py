@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 
 from dl.train.reporting import MetricWriter, Progress
 
@@ -44,3 +45,23 @@ def test_metric_writer_drops_events_after_the_resumed_step(tmp_path):
     events = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert [e["step"] for e in events] == [10, 20, 30]
     assert events[0]["bad"] == "nan"
+
+
+def test_training_writes_tensorboard_events_and_learning_curves(tmp_path):
+    from conftest import load_config
+    from dl.tools.tensorboard import read_scalars
+    from dl.train import train
+
+    c = load_config("mlp_xor")
+    c.target_metric = ""
+    c.num_train_steps, c.log_every_steps, c.eval_every_steps = 40, 10, 20
+    summary = train(c, str(tmp_path), stream=io.StringIO())
+    scalars = read_scalars(str(tmp_path))
+    events = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    logged = {e["step"]: e["loss"] for e in events if e["split"] == "train"}
+    tb = dict(scalars["train/loss"])
+    assert sorted(tb) == sorted(logged) == [10, 20, 30, 40]
+    for step, loss in logged.items():
+        assert abs(tb[step] - loss) < 1e-6
+    assert "train/param_norm" in scalars and "validation/accuracy" in scalars
+    assert os.path.getsize(summary["learning_curves"]) > 1000

@@ -18,6 +18,7 @@ import time
 
 import jax
 import numpy as np
+import optax
 
 from dl.data import SPLITS, Dataset, TrainOrder, eval_order, load_dataset
 from dl.errors import ConfigError
@@ -486,6 +487,7 @@ def _train(config, workdir: str, stream, preemption, t_start: float) -> dict:
                 now = time.perf_counter()
                 result = window.result()
                 result["steps_per_second"] = (step - window_start) / max(now - t_window, 1e-9)
+                result["param_norm"] = float(to_host(_global_norm(state.params)))
                 result["epoch"] = order.epoch(step)
                 writer.write(step, "train", result)
                 progress.update(step, {"loss": result.get("loss", float("nan"))})
@@ -568,6 +570,14 @@ def _train(config, workdir: str, stream, preemption, t_start: float) -> dict:
                 f"{summary[split].get(metric, float('nan')):.4g} after "
                 f"{step} steps, target {value}"
             )
+    if is_lead():
+        from dl.tools.curves import plot_learning_curves
+
+        png = plot_learning_curves(os.path.join(workdir, "metrics.jsonl"),
+                                   os.path.join(workdir, "learning_curves.png"))
+        if png:
+            summary["learning_curves"] = png
+            writer.image(step, "learning_curves", png)
     writer.close()
     ckpts.close()
     if is_lead():
@@ -602,6 +612,11 @@ def _fmt(metrics: dict) -> str:
     )
 
 
+@jax.jit
+def _global_norm(tree):
+    return optax.tree.norm(tree)
+
+
 def _param_count(params) -> int:
     return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
 
@@ -614,6 +629,7 @@ def _save(ckpts: Checkpoints, step: int, state, meta: dict, kind: str = "checkpo
 
 def _stop_nonfinite(bad: dict, writer, workdir, ckpts, reason: str = "") -> None:
     writer.write(bad["step"], "nonfinite", {"loss": bad["loss"], "grad_norm": bad["grad_norm"]})
+    writer.close()
     ckpts.wait()
     saved = ckpts.steps()
     raise NonFiniteError(

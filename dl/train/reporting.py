@@ -16,7 +16,8 @@ def _clean(value):
 
 
 class MetricWriter:
-    """Appends one JSON object per event to `metrics.jsonl` in the workdir.
+    """Appends one JSON object per event to `metrics.jsonl` in the workdir,
+    and the same scalars to TensorBoard event files there.
 
     Args:
       workdir: the run's directory.
@@ -25,7 +26,11 @@ class MetricWriter:
         uninterrupted run.
     """
 
-    def __init__(self, workdir: str, resume_step: int | None = None):
+    def __init__(self, workdir: str, resume_step: int | None = None, tensorboard: bool = True):
+        from dl.tools.tensorboard import TensorBoardWriter
+
+        # TensorBoard event files beside metrics.jsonl, written without TensorFlow.
+        self._tb = TensorBoardWriter(workdir, resume_step) if tensorboard else None
         self.path = os.path.join(workdir, "metrics.jsonl")
         if resume_step is not None and os.path.exists(self.path):
             kept = []
@@ -49,15 +54,27 @@ class MetricWriter:
         event.update({k: _clean(v) for k, v in metrics.items()})
         self._file.write(json.dumps(event) + "\n")
         self._file.flush()
+        if self._tb is not None:
+            self._tb.scalars(step, split, metrics)
+
+    def image(self, step: int, tag: str, png_path: str) -> None:
+        """Adds a PNG to the TensorBoard images of the run."""
+        if self._tb is not None:
+            self._tb.image(step, tag, png_path)
 
     def close(self) -> None:
         self._file.close()
+        if self._tb is not None:
+            self._tb.close()
 
 
 class NullWriter:
     """The metric writer of processes other than the lead one: writes nothing."""
 
     def write(self, step: int, split: str, metrics: dict) -> None:
+        pass
+
+    def image(self, step: int, tag: str, png_path: str) -> None:
         pass
 
     def close(self) -> None:
