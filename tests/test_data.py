@@ -148,5 +148,6 @@ def test_bad_data_inputs_get_clear_errors(tmp_path):
 
 def test_every_builtin_source_loads():
     for name in SOURCES:
-        ds = load_dataset(cfg(name=name, num_samples=200))
+        # Token and graph sets refuse per-feature standardization of their ids and slots.
+        ds = load_dataset(cfg(name=name, num_samples=200, standardize="none"))
         assert ds.size("train") > 0

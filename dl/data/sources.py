@@ -15,6 +15,15 @@ from collections.abc import Callable
 
 import numpy as np
 
+from dl.data import sequences
+from dl.data.graph_sources import (
+    load_digits_grid,
+    load_graph_npz,
+    load_graphs_synthetic,
+    load_karate,
+)
+from dl.data.shapes import load_detection_npz, make_shapes_source
+from dl.data.subproblems import load_subproblems
 from dl.errors import ConfigError, unknown_name
 
 
@@ -314,6 +323,15 @@ SOURCES: dict[str, Callable[..., Source]] = {
     "spirals": _spirals,
     "synthetic": _synthetic,
     "conv_pairs": _conv_pairs,
+    "shapes": make_shapes_source,
+    "karate": load_karate,
+    "digits_grid": load_digits_grid,
+    "graphs_synthetic": load_graphs_synthetic,
+    "subproblems": load_subproblems,
+    "sine": sequences.sine,
+    "addition": sequences.addition,
+    "dates": sequences.dates,
+    "sequential_digits": sequences.sequential_digits,
 }
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -388,6 +406,9 @@ FILE_SOURCES: dict[str, Callable[..., Source]] = {
     "npz": load_npz,
     "csv": load_csv,
     "images": load_image_folder,
+    "detection_npz": load_detection_npz,
+    "graph_npz": load_graph_npz,
+    "text": sequences.load_text,
 }
 
 

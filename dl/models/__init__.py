@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax.numpy as jnp
 
 from dl.errors import ConfigError, unknown_name
 from dl.models.cnn import CNN, AlexNet, AlexNetTiny, ConvFilter, LeNet5
+from dl.models.gnn import GraphClassifier, NodeClassifier
+from dl.models.mixture import GatedMixture
 from dl.models.mlp import MLP, Perceptron
+from dl.models.rbf_data import DataRBFNetwork
 from dl.models.recurrent import CharLM, RecurrentClassifier, RecurrentRegressor
 from dl.models.resnet import (
     CifarResNet,
@@ -23,6 +27,7 @@ from dl.models.resnet import (
     ResNet152,
 )
 from dl.models.seq2seq import Seq2Seq
+from dl.models.yolo import YOLOv1, YOLOv1Paper
 
 MODELS = {
     "perceptron": Perceptron,
@@ -46,6 +51,14 @@ MODELS = {
     "rnn_regressor": RecurrentRegressor,
     "charlm": CharLM,
     "seq2seq": Seq2Seq,
+    "yolo": YOLOv1,
+    "yolo_paper": YOLOv1Paper,
+    "graph_classifier": GraphClassifier,
+    "node_classifier": NodeClassifier,
+    "gcn_node": functools.partial(NodeClassifier, layer="gcn"),
+    "gat_node": functools.partial(NodeClassifier, layer="gat"),
+    "rbf": DataRBFNetwork,
+    "moe": GatedMixture,
 }
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -102,6 +115,8 @@ def build_model(cfg, num_outputs: int | None = None):
             )
         if given is None and num_outputs is not None:
             cfg["num_outputs"] = num_outputs
+    if "num_classes" in fields and cfg.get("num_classes") is None and num_outputs is not None:
+        cfg["num_classes"] = num_outputs  # heads that count classes, not outputs (YOLO)
     if "dtype" in cfg:
         if cfg["dtype"] not in DTYPES:
             raise unknown_name("dtype", str(cfg["dtype"]), DTYPES)

@@ -6,6 +6,9 @@ padded batch, or over many batches, is exactly the metric over the examples.
 """
 
 from dl.tasks.base import Task
+from dl.tasks.detection import Detection
+from dl.tasks.graph import GraphClassification, NodeClassification
+from dl.tasks.sequence import Forecast, Sequence
 from dl.tasks.supervised import (
     BinaryClassification,
     Classification,
@@ -18,6 +21,11 @@ TASKS = {
     "binary_classification": BinaryClassification,
     "regression": Regression,
     "perceptron": PerceptronCriterion,
+    "graph_classification": GraphClassification,
+    "node_classification": NodeClassification,
+    "sequence": Sequence,
+    "forecast": Forecast,
+    "detection": Detection,
 }
 
 
@@ -46,4 +54,9 @@ __all__ = [
     "BinaryClassification",
     "Regression",
     "PerceptronCriterion",
+    "GraphClassification",
+    "NodeClassification",
+    "Sequence",
+    "Forecast",
+    "Detection",
 ]

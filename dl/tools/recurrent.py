@@ -1,0 +1,352 @@
+"""Tools for trained recurrent models: free-running decoding, text sampling, gradient probes.
+
+Everything here works on a run that `dl.train.train` wrote (or on a freshly initialised
+experiment): `restore_run` rebuilds the experiment from a workdir's config.json and
+restores a checkpoint read-only.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dl.errors import ConfigError
+
+CELL_NAMES = ("rnn", "lstm", "gru")
+
+
+def restore_run(workdir: str, checkpoint: str = "latest"):
+    """Rebuilds a run's experiment from its config.json and restores a checkpoint.
+
+    Args:
+      workdir: a directory written by `dl.train.train`.
+      checkpoint: "latest", "best" or a step number.
+
+    Returns:
+      (config, experiment, state, step).
+
+    Raises:
+      ConfigError: workdir is not a run directory or checkpoint is malformed.
+      CheckpointError: no checkpoint could be restored.
+    """
+    import ml_collections
+
+    from dl.train import CheckpointError, Checkpoints, build
+
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir!r} does not exist")
+    if not os.path.isfile(config_path):
+        raise ConfigError(
+            f"--workdir {workdir!r} has no config.json: it is not a directory written by "
+            "experiments.train"
+        )
+    if checkpoint not in ("latest", "best") and not str(checkpoint).isdigit():
+        raise ConfigError(
+            f"--checkpoint must be 'latest', 'best' or a step number, got {checkpoint!r}"
+        )
+    with open(config_path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    exp = build(config)
+    restored = Checkpoints(workdir, read_only=True).restore(exp.abstract_state(), checkpoint)
+    if restored is None:
+        where = "best" if checkpoint == "best" else "checkpoints"
+        raise CheckpointError(f"no checkpoint in {os.path.join(workdir, where)}")
+    state, _, step = restored
+    return config, exp, state, step
+
+
+def variables_of(state) -> dict:
+    """The model variables of a train state."""
+    return {"params": state.params, **state.model_state}
+
+
+def check_seq2seq_vocabularies(model, dataset) -> None:
+    """Checks a Seq2Seq model's vocabulary sizes against a seq2seq dataset's vocabularies.
+
+    Raises:
+      ConfigError: naming the field to set.
+    """
+    info = dataset.info
+    if "src_vocab" not in info or not hasattr(model, "src_vocab_size"):
+        raise ConfigError(
+            f"free-running decoding needs a seq2seq model and dataset; got model "
+            f"{type(model).__name__} on dataset {dataset.name!r}"
+        )
+    for field, key in (("src_vocab_size", "src_vocab"), ("tgt_vocab_size", "tgt_vocab")):
+        if getattr(model, field) != len(info[key]):
+            raise ConfigError(
+                f"model.{field}={getattr(model, field)} but dataset {dataset.name!r} has "
+                f"{len(info[key])} {key.split('_')[0]} tokens; set model.{field}="
+                f"{len(info[key])}"
+            )
+
+
+def _batches(x: np.ndarray, batch_size: int):
+    """Fixed-size batches of x (the last padded with copies of row 0) and the valid rows."""
+    for start in range(0, len(x), batch_size):
+        part = x[start : start + batch_size]
+        valid = len(part)
+        if valid < batch_size:
+            part = np.concatenate([part, np.repeat(x[:1], batch_size - valid, axis=0)])
+        yield part, valid
+
+
+def decode_split(
+    exp,
+    state,
+    split: str = "test",
+    *,
+    beam_size: int = 1,
+    batch_size: int = 500,
+    show: int = 5,
+) -> dict:
+    """Decodes a split of a seq2seq dataset free-running and scores it against the targets.
+
+    Each source is decoded from BOS on with the model's own previous outputs (greedy for
+    beam_size 1, else beam search), for as many steps as the targets have.
+
+    Args:
+      exp: the experiment (seq2seq model and dataset).
+      state: its train state.
+      split: "train", "validation" or "test".
+      beam_size: 1 for greedy decoding.
+      batch_size: sources decoded per call.
+      show: how many decoded examples and errors to return.
+
+    Returns:
+      {"split", "examples", "exact_match" (whole target right, EOS included),
+      "token_accuracy" (target tokens right), "decoding", "samples", "errors"}.
+    """
+    from dl.data.sequences import PAD, Vocabulary
+    from dl.models.seq2seq import beam_search, greedy_decode
+
+    check_seq2seq_vocabularies(exp.model, exp.dataset)
+    if split not in exp.dataset.splits or exp.dataset.size(split) == 0:
+        raise ConfigError(f"dataset {exp.dataset.name!r} has no examples in split {split!r}")
+    if beam_size < 1:
+        raise ConfigError(f"beam_size must be >= 1, got {beam_size}")
+    data = exp.dataset.splits[split]
+    src, y = data["x"], data["y"]  # [N, S], [N, T]
+    max_len = y.shape[1]
+    if beam_size == 1:
+        decode = jax.jit(functools.partial(greedy_decode, exp.model), static_argnames="max_len")
+    else:
+        decode = jax.jit(
+            functools.partial(beam_search, exp.model, beam_size=beam_size),
+            static_argnames="max_len",
+        )
+    variables = variables_of(state)
+    outputs = []
+    for part, valid in _batches(src, min(batch_size, len(src))):
+        tokens = decode(variables, jnp.asarray(part), max_len=max_len)
+        if beam_size > 1:
+            tokens = tokens[0]
+        outputs.append(np.asarray(tokens)[:valid])
+    predicted = np.concatenate(outputs)  # [N, T]
+    mask = y != PAD
+    exact = np.all(predicted == y, axis=1)
+    src_vocab = Vocabulary(exp.dataset.info["src_vocab"])
+    tgt_vocab = Vocabulary(exp.dataset.info["tgt_vocab"])
+
+    def example(i: int) -> dict:
+        return {
+            "source": src_vocab.decode(src[i]),
+            "target": tgt_vocab.decode(y[i]),
+            "predicted": tgt_vocab.decode(predicted[i]),
+        }
+
+    wrong = np.flatnonzero(~exact)
+    return {
+        "split": split,
+        "examples": int(len(y)),
+        "exact_match": float(np.mean(exact)),
+        "token_accuracy": float(np.sum((predicted == y) & mask) / np.sum(mask)),
+        "decoding": "greedy" if beam_size == 1 else f"beam search, beam {beam_size}",
+        "samples": [example(i) for i in range(min(show, len(y)))],
+        "errors": [example(int(i)) for i in wrong[:show]],
+    }
+
+
+def sample_text(
+    exp,
+    state,
+    prompt: str,
+    length: int,
+    temperature: float = 1.0,
+    seed: int = 0,
+) -> str:
+    """Continues a prompt with a trained character language model.
+
+    Args:
+      exp: the experiment (CharLM model, text dataset).
+      state: its train state.
+      prompt: the text to continue; every character must be in the model's vocabulary.
+      length: characters to generate.
+      temperature: softmax temperature; 0 picks the most likely character.
+      seed: seed of the sampling.
+
+    Returns:
+      The generated characters (without the prompt).
+    """
+    from dl.data.sequences import SPECIAL_TOKENS, Vocabulary
+    from dl.models.recurrent import CharLM, sample
+
+    if not isinstance(exp.model, CharLM) or "vocab" not in exp.dataset.info:
+        raise ConfigError(
+            f"sampling text needs a charlm run on a text dataset; got model "
+            f"{type(exp.model).__name__} on dataset {exp.dataset.name!r}"
+        )
+    if not prompt:
+        raise ConfigError("the prompt is empty; give at least one character")
+    if length < 1:
+        raise ConfigError(f"length must be >= 1, got {length}")
+    if temperature < 0:
+        raise ConfigError(f"temperature must be >= 0, got {temperature}")
+    vocab = Vocabulary(exp.dataset.info["vocab"])
+    unknown = sorted({c for c in prompt if c not in vocab.stoi or c in SPECIAL_TOKENS})
+    if unknown:
+        raise ConfigError(
+            f"prompt characters {''.join(unknown)!r} are not in the model's vocabulary of "
+            f"{vocab.size - len(SPECIAL_TOKENS)} symbols"
+        )
+    ids = jnp.asarray(vocab.encode(prompt))[None]  # [1, prompt]
+    draw = jax.jit(functools.partial(sample, exp.model), static_argnames=("length", "temperature"))
+    tokens = draw(
+        variables_of(state),
+        jax.random.PRNGKey(seed),
+        ids,
+        length=length,
+        temperature=float(temperature),
+    )
+    reserved = len(SPECIAL_TOKENS)
+    return "".join(vocab.itos[int(i)] for i in np.asarray(tokens)[0] if int(i) >= reserved)
+
+
+def input_gradient_profile(exp, state, split: str = "test", num_examples: int = 256):
+    """||d loss / d x_t|| at every time step t, for the task's loss on examples of a split.
+
+    Args:
+      exp: an experiment whose model reads x with time on axis 1 (a recurrent classifier
+        or regressor; images count rows as time).
+      state: its train state.
+      split: where the examples come from.
+      num_examples: how many (the first ones of the split).
+
+    Returns:
+      float64 [time]: the L2 norm of the gradient of the mean loss with respect to the
+      inputs of each step, over examples and features.
+    """
+    from dl.models.recurrent import input_gradient_norms
+
+    data = exp.dataset.splits[split]
+    n = min(num_examples, len(data["y"]))
+    if n == 0:
+        raise ConfigError(f"dataset {exp.dataset.name!r} has no examples in split {split!r}")
+    batch = {k: jnp.asarray(v[:n]) for k, v in data.items()}
+
+    def loss_fn(outputs):
+        num, den = exp.task.loss(outputs, batch)
+        return jnp.sum(num) / jnp.sum(den)
+
+    norms = input_gradient_norms(
+        exp.model, variables_of(state), batch["x"], loss_fn=loss_fn, train=False
+    )
+    return np.asarray(norms, np.float64)
+
+
+def vanishing_gradients(
+    config,
+    workdir: str,
+    cells=CELL_NAMES,
+    *,
+    train: bool = True,
+    split: str = "test",
+    num_examples: int = 256,
+) -> dict:
+    """Measures ||d loss / d x_t|| per time step for several cells on the same task.
+
+    For each cell the config's model.cell is replaced; the gradient profile is measured
+    at initialisation and, with `train`, after training the config with `dl.train.train`
+    in workdir/CELL. Writes workdir/gradients.json and workdir/gradients.png.
+
+    Args:
+      config: an experiment config whose model has a `cell` field.
+      workdir: where the runs, the JSON and the figure go.
+      cells: cell names to compare.
+      train: also train each cell and measure the trained model.
+      split: split whose examples are probed.
+      num_examples: examples per probe.
+
+    Returns:
+      {"cells": {cell: {"initial": [...], "trained": [...], "initial_relative": [...],
+      "trained_relative": [...], "test": metrics}}, "time_steps", "json", "png"};
+      "relative" curves are divided by the norm at the last step.
+    """
+    from dl.train import Checkpoints, build
+    from dl.train import train as train_run
+
+    unknown = [c for c in cells if c not in CELL_NAMES]
+    if unknown or not cells:
+        raise ConfigError(f"cells must be a non-empty list of {CELL_NAMES}, got {list(cells)}")
+    if "cell" not in config.model:
+        raise ConfigError(f"model {config.model.name!r} has no field 'cell'; use rnn_classifier")
+    os.makedirs(workdir, exist_ok=True)
+    result: dict = {"cells": {}, "split": split, "num_examples": num_examples}
+    for cell in cells:
+        cfg = config.copy_and_resolve_references()
+        with cfg.unlocked():
+            cfg.model.cell = cell
+            cfg.name = f"{config.get('name', 'experiment')}_{cell}"
+        exp = build(cfg)
+        initial = input_gradient_profile(exp, exp.init_state(), split, num_examples)
+        entry = {"initial": initial.tolist(), "initial_relative": (initial / initial[-1]).tolist()}
+        if train:
+            run_dir = os.path.join(workdir, cell)
+            summary = train_run(cfg, run_dir, stream=io.StringIO())
+            state, _, step = Checkpoints(run_dir, read_only=True).restore(exp.abstract_state())
+            trained = input_gradient_profile(exp, state, split, num_examples)
+            entry.update(
+                trained=trained.tolist(),
+                trained_relative=(trained / trained[-1]).tolist(),
+                step=step,
+                test=summary["test"],
+            )
+        result["cells"][cell] = entry
+    result["time_steps"] = len(next(iter(result["cells"].values()))["initial"])
+    result["json"] = os.path.join(workdir, "gradients.json")
+    result["png"] = os.path.join(workdir, "gradients.png")
+    save_gradient_figure(result, result["png"])
+    with open(result["json"], "w") as f:
+        json.dump(result, f, indent=2)
+    return result
+
+
+def save_gradient_figure(result: dict, path: str) -> None:
+    """Plots the relative gradient norm per time step of each cell, one panel per stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = [s for s in ("initial", "trained") if all(s in e for e in result["cells"].values())]
+    fig, axes = plt.subplots(1, len(stages), figsize=(5.5 * len(stages), 4), squeeze=False)
+    for ax, stage in zip(axes[0], stages, strict=True):
+        for cell, entry in result["cells"].items():
+            curve = np.asarray(entry[f"{stage}_relative"])
+            ax.semilogy(np.arange(1, len(curve) + 1), curve, marker=".", label=cell.upper())
+        ax.set_xlabel("time step t")
+        ax.set_ylabel("||dL/dx_t|| / ||dL/dx_T||")
+        ax.set_title("at initialisation" if stage == "initial" else "after training")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle("Gradient of the loss with respect to the input at each step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

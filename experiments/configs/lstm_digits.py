@@ -1,0 +1,28 @@
+r"""An LSTM reads the 8x8 digits row by row: 8 steps of 8 features.
+
+    python -m experiments.train --config=experiments/configs/lstm_digits.py \
+        --workdir=runs/lstm_digits
+
+RESULT
+"""
+
+from dl.config import base_config
+
+
+def get_config():
+    c = base_config()
+    c.name = "lstm_digits"
+    c.dataset.name = "digits"
+    c.dataset.standardize = "global"
+    c.model = dict(name="rnn_classifier", cell="lstm", hidden_size=128, num_layers=1)
+    c.task = "classification"
+    c.optimizer.name = "adam"
+    c.optimizer.learning_rate = 3e-3
+    c.schedule.name = "cosine"
+    c.grad_clip_norm = 1.0
+    c.batch_size = 64
+    c.num_train_steps = 1000
+    c.log_every_steps = 250
+    c.eval_every_steps = 250
+    c.checkpoint_every_steps = 500
+    return c

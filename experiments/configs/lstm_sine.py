@@ -1,0 +1,42 @@
+r"""An LSTM forecasts noisy sine mixtures, against the naive "repeat the last value" forecast.
+
+    python -m experiments.train --config=experiments/configs/lstm_sine.py \
+        --workdir=runs/lstm_sine [--config.dataset.horizon=1]
+
+RESULT
+"""
+
+from dl.config import base_config
+
+
+def get_config():
+    c = base_config()
+    c.name = "lstm_sine"
+    c.dataset = dict(
+        name="sine",
+        num_samples=10000,
+        input_length=32,
+        horizon=10,
+        num_components=3,
+        min_period=6.0,
+        max_period=40.0,
+        noise=0.1,
+        seed=0,
+        validation_fraction=0.15,
+        test_fraction=0.2,
+        split_seed=0,
+        standardize="global",
+    )
+    c.model = dict(name="rnn_regressor", cell="lstm", hidden_size=64, num_layers=1)
+    c.task = "forecast"
+    c.optimizer.name = "adam"
+    c.optimizer.learning_rate = 3e-3
+    c.schedule.name = "cosine"
+    c.grad_clip_norm = 1.0
+    c.batch_size = 64
+    c.num_train_steps = 2000
+    c.log_every_steps = 250
+    c.eval_every_steps = 500
+    c.checkpoint_every_steps = 1000
+    c.best_metric = "mse"
+    return c

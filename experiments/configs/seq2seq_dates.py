@@ -1,0 +1,51 @@
+r"""A GRU encoder-decoder with attention translates dates to ISO: "Nov 25, 2026" -> "2026-11-25".
+
+    python -m experiments.train --config=experiments/configs/seq2seq_dates.py \
+        --workdir=runs/seq2seq_dates
+    python -m experiments.decode --workdir=runs/seq2seq_dates
+
+RESULT
+"""
+
+from dl.config import base_config
+
+
+def get_config():
+    c = base_config()
+    c.name = "seq2seq_dates"
+    c.dataset = dict(
+        name="dates",
+        num_samples=20000,
+        min_year=1950,
+        max_year=2049,
+        formats=(),
+        seed=0,
+        max_source_length=0,
+        max_target_length=0,
+        validation_fraction=0.1,
+        test_fraction=0.2,
+        split_seed=0,
+        standardize="none",
+    )
+    c.model = dict(
+        name="seq2seq",
+        src_vocab_size=47,  # <pad> <bos> <eos> <unk>, digits, " ,./", letters of the names
+        tgt_vocab_size=15,  # <pad> <bos> <eos> <unk>, 0-9 and "-"
+        cell="gru",
+        embed_dim=32,
+        hidden_size=128,
+        num_layers=1,
+        attention=True,
+    )
+    c.task = "sequence"
+    c.optimizer.name = "adam"
+    c.optimizer.learning_rate = 1e-2
+    c.schedule.name = "cosine"
+    c.grad_clip_norm = 1.0
+    c.batch_size = 128
+    c.num_train_steps = 1000
+    c.log_every_steps = 100
+    c.eval_every_steps = 250
+    c.checkpoint_every_steps = 500
+    c.best_metric = "exact_match"
+    return c
