@@ -159,3 +159,24 @@ def test_training_resumes_past_an_unreadable_latest_step_and_keeps_it_aside(tmp_
     assert a[2] == b[2] == 60
     for x, y in zip(jax.tree_util.tree_leaves(a[0]), jax.tree_util.tree_leaves(b[0]), strict=True):
         assert np.array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_restoring_into_another_architecture_lists_the_leaves_and_loads_nothing(tmp_path):
+    from dl.errors import ConfigError
+
+    c = load_config("mlp_xor")
+    c.target_metric = ""
+    c.num_train_steps = c.checkpoint_every_steps = 20
+    train(c, str(tmp_path), stream=io.StringIO())
+    c.model.hidden_sizes = (8,)
+    with pytest.raises(ConfigError, match=r"hidden_0/kernel: \(2, 4\) -> \(2, 8\)"):
+        Checkpoints(str(tmp_path), read_only=True).restore(build(c).abstract_state())
+    # Evaluation of a workdir whose config.json was edited to another architecture.
+    with open(tmp_path / "config.json") as f:
+        stored = json.load(f)
+    stored["model"]["hidden_sizes"] = [8]
+    with open(tmp_path / "config.json", "w") as f:
+        json.dump(stored, f)
+    proc = run_binary("experiments.evaluate", f"--workdir={tmp_path}", "--figures=false")
+    assert proc.returncode == 2 and "does not fit the model" in proc.stderr
+    assert "Traceback" not in proc.stderr

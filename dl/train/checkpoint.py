@@ -126,6 +126,14 @@ class Checkpoints:
         tried = []
         for step in reversed(steps):
             path = os.path.join(self._path(kind), str(step))
+            differences = _shape_differences(abstract_state, os.path.join(path, "state"))
+            if differences:
+                raise ConfigError(
+                    f"checkpoint {path} does not fit the model and data of this config; "
+                    f"nothing was loaded. Differing leaves (checkpoint -> expected):\n  "
+                    + "\n  ".join(differences[:20])
+                    + (f"\n  ... and {len(differences) - 20} more" if len(differences) > 20 else "")
+                )
             try:
                 restored = self._reader.restore(
                     path,
@@ -183,6 +191,49 @@ class Checkpoints:
 
     def _path(self, kind: str) -> str:
         return os.path.join(self.workdir, kind)
+
+
+def _leaf_name(path) -> str:
+    parts = []
+    for key in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+    return "/".join(parts)
+
+
+def _shape_differences(abstract_state, state_dir: str) -> list[str]:
+    """Leaves whose shape or presence differ between a saved state and the expected one.
+
+    Returns [] when they agree, or when the metadata cannot be read (the
+    restore itself then reports the unreadable step).
+    """
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)  # orbax warns about an optional metadata file
+    try:
+        saved = ocp.StandardCheckpointer().metadata(state_dir)
+    except Exception:  # noqa: BLE001 -- unreadable: restore decides and reports
+        return []
+    finally:
+        logging.set_verbosity(verbosity)
+    saved = getattr(saved, "item_metadata", saved)
+    have = {
+        _leaf_name(p): tuple(getattr(x, "shape", ()))
+        for p, x in jax.tree_util.tree_leaves_with_path(saved)
+    }
+    if not have:
+        return []  # metadata lost with the arrays: an unreadable step, not a mismatch
+    want = {
+        _leaf_name(p): tuple(x.shape)
+        for p, x in jax.tree_util.tree_leaves_with_path(abstract_state)
+    }
+    out = []
+    for name in sorted(set(have) | set(want)):
+        a, b = have.get(name, "absent"), want.get(name, "absent")
+        if a != b:
+            out.append(f"{name}: {a} -> {b}")
+    return out
 
 
 def abstract(tree):
