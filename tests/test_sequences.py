@@ -2,6 +2,7 @@
 
 import datetime
 import logging
+import types
 
 import jax.numpy as jnp
 import ml_collections
@@ -220,6 +221,9 @@ def test_sequence_task_masks_padding_and_scores_tokens_and_whole_sequences():
     assert mean(m["loss"]) == pytest.approx(ce[y != PAD].mean(), rel=1e-5)
     assert "set model.tgt_vocab_size=6" in task.check_outputs((4, 7))
     assert task.check_outputs((4, 6)) is None
+    model = types.SimpleNamespace(src_vocab_size=5, tgt_vocab_size=6)
+    assert "set model.src_vocab_size=6" in task.check_model(model)
+    assert task.check_model(types.SimpleNamespace(src_vocab_size=6, tgt_vocab_size=6)) is None
 
 
 def test_sequence_task_refuses_ids_outside_the_vocabulary():

@@ -31,6 +31,10 @@ class Task:
         """Positional model inputs taken from a batch."""
         return (batch["x"],)
 
+    def check_model(self, model) -> str | None:
+        """Returns a message if the model's own fields do not fit the data (None: fine)."""
+        return None
+
     def check_outputs(self, output_shape: tuple[int, ...]) -> str | None:
         """Returns a message if per-example outputs of this shape cannot be used."""
         expected = (self.num_outputs(),)

