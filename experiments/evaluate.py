@@ -15,7 +15,6 @@ be restored.
 from __future__ import annotations
 
 import json
-import os
 
 from absl import app, flags
 
@@ -35,108 +34,11 @@ flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
 
-def evaluate(
-    workdir: str, checkpoint: str = "latest", split: str = "test", figures: bool = True
-) -> dict:
-    """Restores a checkpoint of `workdir` and evaluates it on `split`.
-
-    Args:
-      workdir: the run's directory.
-      checkpoint: "latest", "best" or a step number.
-      split: "train", "validation" or "test".
-      figures: also write figures (confusion matrix, conv kernels and maps).
-
-    Returns:
-      The metrics, with the checkpoint's step.
-    """
-    import ml_collections
-
-    from dl.errors import ConfigError
-    from dl.train import CheckpointError, Checkpoints, build
-    from dl.train.loop import Evaluator, device_arrays
-
-    config_path = os.path.join(workdir, "config.json")
-    if not os.path.isdir(workdir):
-        raise ConfigError(f"--workdir {workdir!r} does not exist")
-    if not os.path.isfile(config_path):
-        raise ConfigError(
-            f"--workdir {workdir!r} has no config.json: it is not a directory "
-            "written by experiments.train"
-        )
-    if checkpoint not in ("latest", "best") and not checkpoint.isdigit():
-        raise ConfigError(
-            f"--checkpoint must be 'latest', 'best' or a step number, got {checkpoint!r}"
-        )
-    with open(config_path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    exp = build(config)
-    ckpts = Checkpoints(workdir, read_only=True)
-    restored = ckpts.restore(exp.abstract_state(), checkpoint)
-    if restored is None:
-        where = "best/" if checkpoint == "best" else "checkpoints/"
-        raise CheckpointError(f"no checkpoint in {os.path.join(workdir, where)}")
-    state, _, step = restored
-    evaluator = Evaluator(
-        exp, device_arrays(exp.dataset, exp.mesh), int(config.get("eval_batch_size", 256))
-    )
-    metrics = evaluator(state, split)
-    result = {
-        "workdir": os.path.abspath(workdir),
-        "checkpoint": checkpoint,
-        "step": step,
-        "split": split,
-        **metrics,
-    }
-    if figures:
-        result["figures"] = _figures(exp, evaluator, state, split, workdir)
-    with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    return result
-
-
-def _figures(exp, evaluator, state, split: str, workdir: str) -> list[str]:
-    """Confusion matrix for classifiers; first-layer kernels and feature maps for conv models."""
-    import numpy as np
-
-    from dl.tools import figures
-
-    written = []
-    task = exp.task
-    if hasattr(task, "labels"):
-        outputs, _ = evaluator.predict(state, split)
-        y_pred = np.asarray(task.labels(outputs))
-        y_true = exp.dataset.splits[split]["y"]
-        k = max(int(exp.dataset.num_classes or 2), 2)
-        stem = os.path.join(workdir, f"confusion_{split}")
-        figures.save_confusion(
-            figures.confusion_matrix(y_true, y_pred, k),
-            stem,
-            exp.dataset.info.get("classes"),
-            f"{split} confusion matrix",
-        )
-        written += [stem + ".json", stem + ".png"]
-    data = exp.dataset.splits[split]
-    if task.name == "detection":
-        from dl.tasks.detection import draw_detections
-
-        _, predictions = evaluator.predict(state, split)
-        path = os.path.join(workdir, f"detections_{split}.png")
-        draw_detections(data["x"], predictions, data, path,
-                        exp.dataset.info.get("class_names"))
-        written.append(path)
-    x = data["x"]
-    if x.ndim == 4:
-        variables = {"params": state.params, **state.model_state}
-        written += figures.save_conv_figures(
-            exp.model, variables, x[0], os.path.join(workdir, "conv")
-        )
-    return written
-
-
 def main(argv):
     common.reject_positional(argv)
     common.setup_jax()
     from dl.train import CheckpointError
+    from dl.train.evaluation import evaluate
 
     try:
         result = common.guard(

@@ -13,8 +13,8 @@ from dl.data import load_dataset
 from dl.errors import ConfigError
 from dl.models.mixture import GatedMixture
 from dl.models.modular import MixtureOfExperts
+from dl.tools.expert_report import expert_report, format_table
 from dl.train import Checkpoints, build, train
-from experiments.expert_report import expert_report, format_table
 
 XOR_POINTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 XOR_TABLE = np.array([0, 1, 1, 0])

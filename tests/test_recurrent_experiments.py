@@ -145,9 +145,10 @@ def test_vocabulary_sizes_are_checked_against_the_data():
     with pytest.raises(ConfigError, match="set model.tgt_vocab_size=14"):
         build(config)
     config = _override(_tiny_addition_config(), model__src_vocab_size=12)
-    exp = build(config)
     with pytest.raises(ConfigError, match="set model.src_vocab_size=15"):
-        check_seq2seq_vocabularies(exp.model, exp.dataset)
+        build(config)  # before anything compiles
+    exp = build(_tiny_addition_config())
+    check_seq2seq_vocabularies(exp.model, exp.dataset)
     assert Vocabulary(exp.dataset.info["src_vocab"]).size == 15
 
 

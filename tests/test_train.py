@@ -212,7 +212,7 @@ def test_jit_and_eager_train_steps_agree():
 
 
 def test_evaluate_matches_the_summary(tmp_path):
-    from experiments.evaluate import evaluate
+    from dl.train.evaluation import evaluate
 
     c = load_config("logistic_breast_cancer")
     c.num_train_steps = c.checkpoint_every_steps = c.eval_every_steps = 200

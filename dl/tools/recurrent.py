@@ -17,49 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from dl.errors import ConfigError
+from dl.train.evaluation import restore_run  # noqa: F401 -- part of this module's API
 
 CELL_NAMES = ("rnn", "lstm", "gru")
-
-
-def restore_run(workdir: str, checkpoint: str = "latest"):
-    """Rebuilds a run's experiment from its config.json and restores a checkpoint.
-
-    Args:
-      workdir: a directory written by `dl.train.train`.
-      checkpoint: "latest", "best" or a step number.
-
-    Returns:
-      (config, experiment, state, step).
-
-    Raises:
-      ConfigError: workdir is not a run directory or checkpoint is malformed.
-      CheckpointError: no checkpoint could be restored.
-    """
-    import ml_collections
-
-    from dl.train import CheckpointError, Checkpoints, build
-
-    config_path = os.path.join(workdir, "config.json")
-    if not os.path.isdir(workdir):
-        raise ConfigError(f"--workdir {workdir!r} does not exist")
-    if not os.path.isfile(config_path):
-        raise ConfigError(
-            f"--workdir {workdir!r} has no config.json: it is not a directory written by "
-            "experiments.train"
-        )
-    if checkpoint not in ("latest", "best") and not str(checkpoint).isdigit():
-        raise ConfigError(
-            f"--checkpoint must be 'latest', 'best' or a step number, got {checkpoint!r}"
-        )
-    with open(config_path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    exp = build(config)
-    restored = Checkpoints(workdir, read_only=True).restore(exp.abstract_state(), checkpoint)
-    if restored is None:
-        where = "best" if checkpoint == "best" else "checkpoints"
-        raise CheckpointError(f"no checkpoint in {os.path.join(workdir, where)}")
-    state, _, step = restored
-    return config, exp, state, step
 
 
 def variables_of(state) -> dict:

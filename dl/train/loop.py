@@ -576,8 +576,9 @@ def _train(config, workdir: str, stream, preemption, t_start: float) -> dict:
     if is_lead():
         from dl.tools.curves import plot_learning_curves
 
-        png = plot_learning_curves(os.path.join(workdir, "metrics.jsonl"),
-                                   os.path.join(workdir, "learning_curves.png"))
+        png = plot_learning_curves(
+            os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "learning_curves.png")
+        )
         if png:
             summary["learning_curves"] = png
             writer.image(step, "learning_curves", png)
