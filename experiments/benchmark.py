@@ -28,6 +28,12 @@ flags.DEFINE_string("suite", "", "Comma-separated suite rows, or 'all': " + "row
 flags.DEFINE_integer("repeats", 20, "Timed blocks per row.")
 flags.DEFINE_integer("steps_per_block", 10, "Step calls per timed block.")
 flags.DEFINE_string("output", "", "Append the rows to this JSONL file.")
+flags.DEFINE_bool(
+    "lstm_layer",
+    False,
+    "Also time an LSTM layer (batch 64, hidden 128) at "
+    "lengths 32 and 256: compile time and median step time.",
+)
 
 FLAGS = flags.FLAGS
 
@@ -165,8 +171,10 @@ def main(argv):
     from dl.tools.benchmark import matmul_peak_flops
 
     rows = []
-    if FLAGS.suite:
-        names = list(SUITE) if FLAGS.suite == "all" else FLAGS.suite.split(",")
+    if FLAGS.suite or FLAGS.lstm_layer:
+        names = (
+            list(SUITE) if FLAGS.suite == "all" else FLAGS.suite.split(",") if FLAGS.suite else []
+        )
         unknown = [n for n in names if n not in SUITE]
         if unknown:
             common.fail(f"unknown suite rows {unknown}; known: {', '.join(SUITE)}")
@@ -188,6 +196,12 @@ def main(argv):
         )
         rows.append(row)
         print(json.dumps(row), flush=True)
+    if FLAGS.lstm_layer:
+        from dl.tools.recurrent_bench import lstm_layer_rows
+
+        for row in lstm_layer_rows(repeats=FLAGS.repeats):
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     if FLAGS.output:
         with open(FLAGS.output, "a") as f:
             for row in rows:
