@@ -107,23 +107,23 @@ def _describe(e: BaseException) -> str:
     return " ".join(text.split())
 
 
-def parse_flags(argv):
+def parse_flags(argv, flag_values=None):
     """absl flag parsing that reports every problem as one message and exit status 2.
 
     Pass as `app.run(main, flags_parser=common.parse_flags)`.
     """
     try:
-        return flags.FLAGS(argv)
+        return (flag_values or flags.FLAGS)(argv)
     except flags.Error as e:
         fail(f"{_describe(e)}. Pass --helpfull to see the flags.")
     except Exception as e:  # noqa: BLE001 -- config files and overrides fail in many ways
         fail(f"bad flag or config: {type(e).__name__}: {_describe(e)}")
 
 
-def load_config_flag(name: str = "config"):
+def load_config_flag(name: str = "config", flag_values=None):
     """The config of a config_flags flag, with load or override errors as messages."""
     try:
-        config = getattr(flags.FLAGS, name)
+        config = getattr(flag_values or flags.FLAGS, name)
         list(config.keys())  # a config file that failed to load raises here
         return config
     except (

@@ -13,7 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dl.errors import unknown_name
+from dl.errors import ConfigError, unknown_name
 
 ACTIVATIONS = {
     "sigmoid": nn.sigmoid,
@@ -82,6 +82,11 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool = False):
         act = activation(self.activation)
+        bad = [w for w in self.hidden_sizes if not isinstance(w, int) or w < 1]
+        if bad:
+            raise ConfigError(
+                f"model.hidden_sizes must be positive integers, got {tuple(self.hidden_sizes)}"
+            )
         h = flatten(x).astype(self.dtype)  # [batch, features]
         for i, width in enumerate(self.hidden_sizes):
             h = act(nn.Dense(int(width), dtype=self.dtype, name=f"hidden_{i}")(h))

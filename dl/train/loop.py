@@ -150,8 +150,9 @@ def check_shapes(model, task: Task, dataset: Dataset) -> None:
         )
     except ConfigError:
         raise
-    except (ValueError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001 -- any failure to build the model is a config problem
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = f"{type(e).__name__}: {first}"
         raise ConfigError(
             f"dataset {dataset.name!r} gives per-example shapes {shapes}, which "
             f"model {type(model).__name__} cannot take: {first}"
