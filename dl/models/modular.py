@@ -17,10 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dl.errors import ConfigError
-from dl.models.mlp import MLP
+from dl.errors import ConfigError, unknown_name
+from dl.models.mlp import MLP, flatten
 
 SUBPROBLEMS = ("xor", "circle", "linear")
+COMBINES = ("logits", "probabilities")
 
 
 class MixtureOfExperts(nn.Module):
@@ -39,6 +40,13 @@ class MixtureOfExperts(nn.Module):
       num_outputs: output width (the mixed logits).
       dropout_rate: dropout inside experts and gate, in training only.
       dtype: compute dtype; parameters stay float32.
+      combine: "logits" mixes the experts' logits, sum_e g_e f_e(x);
+        "probabilities" mixes their output distributions and returns
+        log sum_e g_e softmax(f_e(x)) (Jacobs, Jordan, Nowlan & Hinton 1991),
+        which makes experts compete for inputs.
+      context_features: 0: gate and experts read every input feature; k > 0:
+        the gate reads the first k features (a context such as a sub-problem
+        id) and the experts read the others.
     """
 
     num_experts: int = 4
@@ -48,19 +56,32 @@ class MixtureOfExperts(nn.Module):
     num_outputs: int = 10
     dropout_rate: float = 0.0
     dtype: Any = jnp.float32
+    combine: str = "logits"
+    context_features: int = 0
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
         if self.num_experts < 1:
-            raise ConfigError(f"MixtureOfExperts needs num_experts >= 1, got {self.num_experts}")
+            raise ConfigError(f"the mixture needs num_experts >= 1, got {self.num_experts}")
+        if self.combine not in COMBINES:
+            raise unknown_name("mixture combine", self.combine, COMBINES)
+        x = flatten(x)  # [batch, features]
+        k = self.context_features
+        if not 0 <= k < x.shape[-1]:
+            raise ConfigError(
+                f"model.context_features must be in [0, {x.shape[-1] - 1}] (the input has "
+                f"{x.shape[-1]} features), got {k}"
+            )
+        gate_input, expert_input = (x[:, :k], x[:, k:]) if k else (x, x)
         mlp = dict(activation=self.activation, dropout_rate=self.dropout_rate, dtype=self.dtype)
         gate_logits = MLP(
             hidden_sizes=tuple(self.gate_hidden_sizes),
             num_outputs=self.num_experts,
             name="gate",
             **mlp,
-        )(x, train=train)
-        gate = jax.nn.softmax(gate_logits.astype(jnp.float32), axis=-1)  # [batch, experts]
+        )(gate_input, train=train)
+        log_gate = jax.nn.log_softmax(gate_logits.astype(jnp.float32), axis=-1)  # [batch, experts]
+        gate = jnp.exp(log_gate)
         self.sow("intermediates", "gate_probs", gate)
         experts = jnp.stack(
             [
@@ -69,12 +90,15 @@ class MixtureOfExperts(nn.Module):
                     num_outputs=self.num_outputs,
                     name=f"expert_{e}",
                     **mlp,
-                )(x, train=train)
+                )(expert_input, train=train)
                 for e in range(self.num_experts)
             ],
             axis=1,
         )  # [batch, experts, outputs]
-        return jnp.einsum("be,beo->bo", gate.astype(experts.dtype), experts)  # [batch, outputs]
+        if self.combine == "logits":
+            return jnp.einsum("be,beo->bo", gate.astype(experts.dtype), experts)
+        log_probs = jax.nn.log_softmax(experts.astype(jnp.float32), axis=-1)
+        return jax.nn.logsumexp(log_gate[..., None] + log_probs, axis=1)  # [batch, outputs]
 
 
 def gate_probabilities(module: MixtureOfExperts, variables, x) -> jax.Array:

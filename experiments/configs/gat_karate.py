@@ -17,27 +17,11 @@ members 0.938, 0.969, 0.969 for seeds 0, 1, 2; about 5 s for the command
 (10 s with a cold compilation cache).
 """
 
-from dl.config import base_config
+from experiments.configs import gcn_karate
 
 
 def get_config():
-    c = base_config()
+    c = gcn_karate.get_config()
     c.name = "gat_karate"
-    c.dataset.name = "karate"
-    c.dataset.standardize = "none"
-    c.dataset.labelled_per_class = 1
-    c.dataset.label_seed = 0
-    c.dataset.validation_fraction = 0.0
     c.model = dict(name="gat_node", hidden_sizes=(8,), num_heads=8, dropout_rate=0.5)
-    c.task = "node_classification"
-    c.optimizer.name = "adam"
-    c.optimizer.learning_rate = 0.01
-    c.optimizer.weight_decay = 5e-4
-    c.batch_size = 1
-    c.eval_batch_size = 1
-    c.num_train_steps = 200
-    c.log_every_steps = 50
-    c.eval_every_steps = 50
-    c.checkpoint_every_steps = 200
-    c.best_metric = ""
     return c
