@@ -4,19 +4,32 @@ r"""Benchmarks the jit-compiled training step of experiments.
     python -m experiments.benchmark --suite=all [--output=bench.jsonl]
 
 For each experiment prints one JSON row: device kind and count, parameter
-count, batch size, compile time of the first step, median and interquartile
-range of the step time, examples per second, FLOPs per step from XLA's cost
-analysis, achieved FLOP/s and its fraction of the device's peak (on CPU, the
-float32 matmul throughput measured in the same run). Suite rows that have a
-hand-written plain JAX + optax reference (benchmarks/plain_jax.py) time it
-in the same process, in interleaved blocks, and add the median of the
-per-block ratios dl / reference: `plain_jax` computes what dl's step logs
-(loss, accuracy, gradient norm), `bare_jax` the loss alone.
+count, batch size, compile time of the first step (and again with the
+persistent compilation cache warm), median and interquartile range of the
+step time, examples per second, FLOPs per step from XLA's cost analysis,
+achieved FLOP/s and its fraction of the device's peak (on CPU, the float32
+matmul throughput measured in the same run; on a GPU, the published peak).
+
+Suite rows (SUITE) time references in the same process, in interleaved
+blocks, and add the median of the per-block ratios dl / reference:
+
+  plain_jax      the same model written by hand in plain JAX + optax
+                 (benchmarks/plain_jax.py), computing what dl's step logs
+                 (loss, accuracy, gradient norm)
+  bare_jax       the same, computing the loss alone
+  torch_eager    the same model in PyTorch (benchmarks/torch_models.py),
+  torch_compile  eager and under torch.compile; skipped, with the reason in
+                 the row, where PyTorch is not installed
+  single_steps   dl with steps_per_call=1, for rows that fuse steps: the
+                 ratio is then the fused speed-up (single / fused)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import tempfile
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -28,6 +41,17 @@ flags.DEFINE_string("suite", "", "Comma-separated suite rows, or 'all': " + "row
 flags.DEFINE_integer("repeats", 20, "Timed blocks per row.")
 flags.DEFINE_integer("steps_per_block", 10, "Step calls per timed block.")
 flags.DEFINE_string("output", "", "Append the rows to this JSONL file.")
+flags.DEFINE_list(
+    "references",
+    ["plain_jax", "bare_jax", "torch_eager", "torch_compile", "single_steps"],
+    "References to time beside dl on suite rows that have them.",
+)
+flags.DEFINE_bool(
+    "warm_compile",
+    True,
+    "Also time the compile with the persistent cache cold and warm (a fresh "
+    "cache directory per row; the rest of the run uses no persistent cache).",
+)
 flags.DEFINE_bool(
     "lstm_layer",
     False,
@@ -37,15 +61,72 @@ flags.DEFINE_bool(
 
 FLAGS = flags.FLAGS
 
-# Suite rows: name -> (config module, overrides, plain-JAX reference kind or None).
-# The digits row drops dropout so that dl and the reference compute the same step.
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """A suite row: a config, overrides, and what to time beside it.
+
+    Attributes:
+      config: module under experiments/configs.
+      overrides: dotted config field -> value.
+      model: reference model kind in benchmarks/ (plain_jax.MODELS), or None.
+      fused: the row fuses steps; time it against steps_per_call=1 too.
+    """
+
+    config: str
+    overrides: dict
+    model: str | None = None
+    fused: bool = False
+
+
+# Rows with a reference model turn off dropout so that dl and the reference
+# compute the same step.
+_IMAGE_28 = {
+    "dataset.name": "synthetic",
+    "dataset.num_samples": 4096,
+    "dataset.feature_shape": (28, 28, 1),
+    "dataset.num_classes": 10,
+    "dataset.standardize": "none",
+    "model": {"name": "lenet5", "dropout_rate": 0.0},
+    "augment.crop_padding": 0,
+    "schedule.name": "constant",
+    "optimizer.learning_rate": 1e-3,
+    "batch_size": 128,
+}
+_SEQUENCE_32 = {
+    "dataset.name": "synthetic",
+    "dataset.num_samples": 4096,
+    "dataset.feature_shape": (32, 32),
+    "dataset.num_classes": 10,
+    "dataset.standardize": "none",
+    "model.hidden_size": 128,
+    "schedule.name": "constant",
+    "grad_clip_norm": 0.0,
+    "batch_size": 64,
+}
 SUITE = {
-    "mlp_digits": ("mlp_digits", {"model.dropout_rate": 0.0, "schedule.name": "constant"}, "mlp"),
-    "mlp_784_512_512_10": ("mlp_synthetic", {}, "mlp"),
-    "cnn_digits": ("cnn_digits", {}, None),
-    "resnet20_digits": ("resnet20_digits", {}, None),
-    "alexnet_tiny": ("alexnet_tiny", {}, None),
-    "resnet50_224_batch8": ("resnet50", {}, None),
+    "mlp_xor_fused": Row("mlp_xor", {"target_metric": ""}, fused=True),
+    "mlp_digits_fused": Row(
+        "mlp_digits", {"model.dropout_rate": 0.0, "schedule.name": "constant"}, "mlp", True
+    ),
+    "mlp_digits": Row(
+        "mlp_digits",
+        {"model.dropout_rate": 0.0, "schedule.name": "constant", "steps_per_call": 1},
+        "mlp",
+    ),
+    "mlp_784_512_512_10": Row("mlp_synthetic", {}, "mlp"),
+    "mlp_784_512_512_10_batch1024": Row("mlp_synthetic", {"batch_size": 1024}, "mlp"),
+    "lenet5_28x28_batch128": Row("cnn_digits", _IMAGE_28, "lenet"),
+    "lstm_len32_hidden128_batch64": Row("lstm_digits", _SEQUENCE_32, "lstm"),
+    "gcn_cora_sized": Row(
+        "gcn_citation",
+        {"model.dropout_rate": 0.0, "optimizer.weight_decay": 0.0},
+        "gcn",
+    ),
+    "cnn_digits": Row("cnn_digits", {}),
+    "resnet20_digits": Row("resnet20_digits", {}),
+    "alexnet_tiny": Row("alexnet_tiny", {}),
+    "resnet50_224_batch8": Row("resnet50", {}),
 }
 
 
@@ -60,17 +141,14 @@ def _override(config, overrides):
     return config
 
 
-def bench_config(
-    name: str, config, reference: str | None, repeats: int, block: int, peak: float
-) -> dict:
-    """Times dl's training step for a config (and its plain reference); returns the row."""
-    import jax
+def _dl_runner(config):
+    """dl's own training step for a config, fed as the training loop feeds it."""
     import numpy as np
 
     from dl.data import TrainOrder
-    from dl.tools.benchmark import Runner, time_steps
+    from dl.tools.benchmark import Runner
     from dl.train import build
-    from dl.train.loop import _param_count, device_arrays
+    from dl.train.loop import device_arrays
     from dl.train.sharding import put_replicated
 
     exp = build(config)
@@ -96,21 +174,183 @@ def bench_config(
         window["step"] += k
         return args_at(out[0], window["step"])
 
-    runners = {
-        "dl": Runner(
-            lambda *a: exp.steps.train_many.lower(*a, steps=k, batch_size=batch),
-            args_at(state, 0),
-            advance,
-            k,
-        )
-    }
-    if reference == "mlp":
-        runners["plain_jax"] = _plain_mlp_runner(exp, config, arrays, order, metrics=True)
-        runners["bare_jax"] = _plain_mlp_runner(exp, config, arrays, order, metrics=False)
+    runner = Runner(
+        lambda *a: exp.steps.train_many.lower(*a, steps=k, batch_size=batch),
+        args_at(state, 0),
+        advance,
+        k,
+    )
+    return exp, state, order, runner
+
+
+def _host_batches(exp, order, count: int = 16) -> list[dict]:
+    """The first `count` training batches as dicts of numpy arrays (every field)."""
+    train = exp.dataset.splits["train"]
+    return [{k: v[order.indices(s)[0]] for k, v in train.items()} for s in range(count)]
+
+
+def _spec(kind: str, config, exp) -> dict:
+    """Sizes of the reference model that computes the same step as dl's."""
+    import numpy as np
+
+    shapes = exp.dataset.element_shapes
+    classes = exp.task.num_outputs()
+    if kind == "mlp":
+        return {
+            "sizes": [int(np.prod(shapes["x"])), *config.model.hidden_sizes, classes],
+        }
+    if kind == "lenet":
+        return {
+            "image_shape": tuple(shapes["x"]) if len(shapes["x"]) == 3 else (*shapes["x"], 1),
+            "classes": classes,
+        }
+    if kind == "lstm":
+        return {
+            "features": int(shapes["x"][-1]),
+            "hidden": int(config.model.hidden_size),
+            "classes": classes,
+        }
+    if kind == "gcn":
+        return {
+            "features": int(shapes["x"][-1]),
+            "hidden": int(config.model.hidden_sizes[0]),
+            "classes": classes,
+        }
+    raise ValueError(kind)
+
+
+def _plain_runner(kind, spec, config, batches, metrics: bool):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from benchmarks import plain_jax
+    from dl.tools.benchmark import Runner
+
+    tx = optax.adam(float(config.optimizer.learning_rate))
+    params = plain_jax.init(kind, jax.random.PRNGKey(0), spec)
+    step_fn = plain_jax.make_step(kind, tx, metrics)
+    fields = ("x", "y", "senders", "receivers", "label_mask")
+    # Batches sliced on the device beforehand: the reference pays nothing to get them.
+    data = [{k: jnp.asarray(b[k]) for k in fields if k in b} for b in batches]
+    pos = {"i": 0}
+
+    def advance(args, out):
+        pos["i"] = (pos["i"] + 1) % len(data)
+        return (out[0], out[1], data[pos["i"]])
+
+    return Runner(step_fn.lower, (params, tx.init(params), data[0]), advance)
+
+
+def _torch_runner(kind, spec, config, batches, compiled: bool):
+    from benchmarks import torch_models
+    from dl.tools.benchmark import Runner
+
+    step = torch_models.make_step(
+        kind, spec, float(config.optimizer.learning_rate), compiled, batches[0]
+    )
+    data = [torch_models.to_batch(kind, b) for b in batches]
+    pos = {"i": 0}
+
+    def advance(args, out):
+        pos["i"] = (pos["i"] + 1) % len(data)
+        return data[pos["i"]]
+
+    return Runner(None, data[0], advance, call=step, sync=lambda out: None)
+
+
+def _torch_available() -> str | None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "PyTorch is not installed (pip install -e '.[bench]')"
+    return None
+
+
+def _cached_compile_seconds(config) -> tuple[float, float] | None:
+    """Compile times of dl's step with the persistent cache cold, then warm.
+
+    Compiles once into a fresh cache directory (cold: XLA compiles and the
+    cache stores the executable), drops JAX's in-memory caches, and times the
+    compile again (warm: the executable is read from disk).
+    """
+    import time
+
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    names = (
+        "jax_compilation_cache_dir",
+        "jax_persistent_cache_min_compile_time_secs",
+        "jax_persistent_cache_min_entry_size_bytes",
+    )
+    saved = {k: getattr(jax.config, k) for k in names}
+    times = []
+    with tempfile.TemporaryDirectory() as cache:
+        try:
+            jax.config.update("jax_compilation_cache_dir", cache)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+            jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+            for _ in range(2):
+                jax.clear_caches()
+                cc.reset_cache()
+                runner = _dl_runner(config)[3]
+                t0 = time.perf_counter()
+                runner.lower(*runner.args).compile()
+                times.append(time.perf_counter() - t0)
+            if not os.listdir(cache):
+                return None
+        finally:
+            for k, v in saved.items():
+                jax.config.update(k, v)
+            cc.reset_cache()
+    return times[0], times[1]
+
+
+def bench_config(name: str, config, row: Row | None, repeats: int, block: int, peak: float) -> dict:
+    """Times dl's training step for a config (and the row's references); returns the row."""
+    import time
+
+    import jax
+    import numpy as np
+
+    from dl.tools.benchmark import time_steps
+    from dl.train.loop import _param_count
+
+    exp, state, order, dl_runner = _dl_runner(config)
+    k = dl_runner.steps_per_call
+    batch = int(config.batch_size)
+    runners = {"dl": dl_runner}
+    skipped, first_call = {}, {}
+    wanted = set(FLAGS.references)
+    if row is not None and row.fused and "single_steps" in wanted:
+        single = _override(config.copy_and_resolve_references(), {"steps_per_call": 1})
+        runners["single_steps"] = _dl_runner(single)[3]
+    if row is not None and row.model:
+        spec = _spec(row.model, config, exp)
+        batches = _host_batches(exp, order)
+        for ref, metrics in (("plain_jax", True), ("bare_jax", False)):
+            if ref in wanted and (metrics or row.model == "mlp"):
+                runners[ref] = _plain_runner(row.model, spec, config, batches, metrics)
+        for ref, compiled in (("torch_eager", False), ("torch_compile", True)):
+            if ref not in wanted:
+                continue
+            why = _torch_available()
+            if why is None:
+                try:
+                    runner = _torch_runner(row.model, spec, config, batches, compiled)
+                    t0 = time.perf_counter()
+                    runner.sync(runner.call(*runner.args))  # fails here if it cannot run
+                    first_call[ref] = time.perf_counter() - t0  # torch.compile compiles here
+                    runners[ref] = runner
+                except Exception as e:  # noqa: BLE001 -- reported in the row instead
+                    why = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            if why:
+                skipped[ref] = why
     timings = time_steps(runners, repeats=repeats, steps_per_block=block)
     timing = timings["dl"]
     device = jax.devices()[0]
-    row = {
+    out = {
         "name": name,
         "model": config.model.name,
         "device_kind": device.device_kind,
@@ -121,46 +361,40 @@ def bench_config(
         **timing.row(batch),
     }
     if timing.flops and peak:
-        row["peak_gflops"] = round(peak / 1e9, 1)
-        row["fraction_of_peak"] = round(timing.flops / timing.median / peak, 3)
-    for ref in ("plain_jax", "bare_jax"):
-        if ref in timings:
-            other = timings[ref]
-            row[f"{ref}_step_ms_median"] = round(1e3 * other.median, 4)
-            ratios = [a / b for a, b in zip(timing.step_seconds, other.step_seconds, strict=True)]
-            row[f"dl_over_{ref}"] = round(float(np.median(ratios)), 3)
-    return row
+        out["peak_gflops"] = round(peak / 1e9, 1)
+        out["fraction_of_peak"] = round(timing.flops / timing.median / peak, 3)
+    for ref, other in timings.items():
+        if ref == "dl":
+            continue
+        out[f"{ref}_step_ms_median"] = round(1e3 * other.median, 4)
+        if ref in first_call:
+            out[f"{ref}_first_call_seconds"] = round(first_call[ref], 3)
+        ratios = [a / b for a, b in zip(timing.step_seconds, other.step_seconds, strict=True)]
+        if ref == "single_steps":
+            out["fused_speedup"] = round(float(np.median([1 / r for r in ratios])), 3)
+        else:
+            out[f"dl_over_{ref}"] = round(float(np.median(ratios)), 3)
+    for ref, why in skipped.items():
+        out[f"{ref}_skipped"] = why
+    if FLAGS.warm_compile:
+        cached = _cached_compile_seconds(config)
+        if cached is not None:
+            out["cold_cache_compile_seconds"] = round(cached[0], 4)
+            out["warm_cache_compile_seconds"] = round(cached[1], 4)
+    return out
 
 
-def _plain_mlp_runner(exp, config, arrays, order, metrics: bool):
+def peak_flops() -> tuple[float, str]:
+    """The device's peak float32 FLOP/s and where the figure comes from."""
     import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
 
-    from benchmarks.plain_jax import init_mlp, make_step
-    from dl.tools.benchmark import Runner
+    from dl.tools.benchmark import matmul_peak_flops, published_peak_flops
 
-    x_all, y_all = arrays["train"]["x"], arrays["train"]["y"]
-    sizes = [int(np.prod(x_all.shape[1:])), *config.model.hidden_sizes, exp.task.num_outputs()]
-    tx = optax.adam(float(config.optimizer.learning_rate))
-    params = init_mlp(jax.random.PRNGKey(0), sizes)
-    step_fn = make_step(tx, metrics)
-    # Batches sliced on the device beforehand: the reference pays nothing to get them.
-    data = [
-        (
-            jnp.take(x_all, jnp.asarray(order.indices(s)[0]), axis=0),
-            jnp.take(y_all, jnp.asarray(order.indices(s)[0]), axis=0),
-        )
-        for s in range(16)
-    ]
-    pos = {"i": 0}
-
-    def advance(args, out):
-        pos["i"] = (pos["i"] + 1) % len(data)
-        return (out[0], out[1], *data[pos["i"]])
-
-    return Runner(step_fn.lower, (params, tx.init(params), *data[0]), advance)
+    device = jax.devices()[0]
+    published = published_peak_flops(device.device_kind)
+    if device.platform != "cpu" and published:
+        return published, "published"
+    return matmul_peak_flops(), "measured_matmul"
 
 
 def main(argv):
@@ -168,7 +402,11 @@ def main(argv):
     common.setup_jax()
     import importlib
 
-    from dl.tools.benchmark import matmul_peak_flops
+    import jax
+
+    # compile_seconds is a compile from scratch: no persistent cache here
+    # (the cold/warm cache figures use a fresh directory of their own).
+    jax.config.update("jax_compilation_cache_dir", None)
 
     rows = []
     if FLAGS.suite or FLAGS.lstm_layer:
@@ -180,32 +418,33 @@ def main(argv):
             common.fail(f"unknown suite rows {unknown}; known: {', '.join(SUITE)}")
         jobs = []
         for n in names:
-            module, overrides, ref = SUITE[n]
-            cfg = importlib.import_module(f"experiments.configs.{module}").get_config()
-            jobs.append((n, _override(cfg, overrides), ref))
+            row = SUITE[n]
+            cfg = importlib.import_module(f"experiments.configs.{row.config}").get_config()
+            jobs.append((n, _override(cfg, row.overrides), row))
     else:
         config = common.load_config_flag("config")
-        jobs = [(config.get("name") or "config", config, None)]
-    peak = matmul_peak_flops()
-    print(json.dumps({"measured_matmul_peak_gflops": round(peak / 1e9, 1)}), flush=True)
-    for name, cfg, ref in jobs:
-        row = common.guard(
-            lambda cfg=cfg, name=name, ref=ref: bench_config(
-                name, cfg, ref, FLAGS.repeats, FLAGS.steps_per_block, peak
+        fused = int(config.get("steps_per_call", 1)) > 1
+        jobs = [(config.get("name") or "config", config, Row("", {}, fused=fused))]
+    peak, source = peak_flops()
+    print(json.dumps({"peak_gflops": round(peak / 1e9, 1), "peak_source": source}), flush=True)
+    for name, cfg, row in jobs:
+        result = common.guard(
+            lambda cfg=cfg, name=name, row=row: bench_config(
+                name, cfg, row, FLAGS.repeats, FLAGS.steps_per_block, peak
             )
         )
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        rows.append(result)
+        print(json.dumps(result), flush=True)
     if FLAGS.lstm_layer:
         from dl.tools.recurrent_bench import lstm_layer_rows
 
-        for row in lstm_layer_rows(repeats=FLAGS.repeats):
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+        for result in lstm_layer_rows(repeats=FLAGS.repeats):
+            rows.append(result)
+            print(json.dumps(result), flush=True)
     if FLAGS.output:
         with open(FLAGS.output, "a") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
+            for result in rows:
+                f.write(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":

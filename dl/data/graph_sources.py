@@ -273,6 +273,31 @@ def load_graphs_synthetic(cfg) -> Source:
     return _graph_classification(data, "graphs_synthetic", cfg, info)
 
 
+def load_citation_synthetic(cfg) -> Source:
+    """A Cora-sized synthetic citation network (dl.data.graphs.citation_graph).
+
+    Fields: num_nodes, num_edges (undirected), node_features, num_classes,
+    homophily, labelled_per_class, num_evaluated, seed; validation_fraction
+    of the evaluated papers validate and the rest test (1/3 gives Kipf &
+    Welling's 500 validation and 1000 test papers).
+    """
+    from dl.data.graphs import citation_graph
+
+    _force_no_standardization(cfg, "citation_synthetic")
+    example = citation_graph(
+        num_nodes=int(_get(cfg, "num_nodes", 2708)),
+        num_undirected_edges=int(_get(cfg, "num_edges", 5278)),
+        num_features=int(_get(cfg, "node_features", 0) or 1433),
+        num_classes=int(_get(cfg, "num_classes", 7)),
+        homophily=float(_get(cfg, "homophily", 0.8)),
+        labelled_per_class=int(_get(cfg, "labelled_per_class", 20)),
+        num_evaluated=int(_get(cfg, "num_evaluated", 1500)),
+        seed=int(_get(cfg, "seed", 0)),
+    )
+    info = {"source": "synthetic Cora-sized citation graph", "node_features": "bag of words"}
+    return _node_classification(example, "citation_synthetic", cfg, info)
+
+
 def _budget(counts: np.ndarray, field: str, what: str, name: str, cfg) -> int:
     """Slots per graph for `what`: dataset.<field>, or the largest graph's count when 0."""
     largest = int(counts.max()) if counts.size else 0

@@ -17,6 +17,7 @@ import numpy as np
 
 from dl.data import sequences
 from dl.data.graph_sources import (
+    load_citation_synthetic,
     load_digits_grid,
     load_graph_npz,
     load_graphs_synthetic,
@@ -325,6 +326,7 @@ SOURCES: dict[str, Callable[..., Source]] = {
     "conv_pairs": _conv_pairs,
     "shapes": make_shapes_source,
     "karate": load_karate,
+    "citation_synthetic": load_citation_synthetic,
     "digits_grid": load_digits_grid,
     "graphs_synthetic": load_graphs_synthetic,
     "subproblems": load_subproblems,

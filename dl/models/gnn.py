@@ -269,7 +269,34 @@ def _packed_positions(valid: jax.Array) -> jax.Array:
     return jnp.where(flat, real_rank, jnp.sum(flat) + pad_rank)  # [slots]
 
 
-def to_graphs_tuple(nodes, senders, receivers, n_node, n_edge) -> GraphsTuple:
+def pack_nodes(values, n_node):
+    """Packs dense per-graph node values into the node order of `to_graphs_tuple`.
+
+    The real nodes of each graph are a prefix of its slots, so packing is a
+    gather (packed position -> slot), far cheaper than a scatter on a CPU:
+    packed position p belongs to the graph whose node range holds it, and
+    positions past all real nodes are padding, filled with zeros.
+
+    Args:
+      values: [batch, max_nodes, ...] per-slot values.
+      n_node: [batch] real nodes per graph.
+
+    Returns:
+      [batch * max_nodes + 1, ...] values: the real nodes of graph 0, of
+      graph 1, ..., then zeros.
+    """
+    batch, max_nodes = values.shape[:2]
+    n_node = jnp.clip(jnp.asarray(n_node, jnp.int32), 0, max_nodes)
+    ends = jnp.cumsum(n_node)  # [batch]
+    position = jnp.arange(batch * max_nodes + 1)
+    graph = jnp.minimum(jnp.searchsorted(ends, position, side="right"), batch - 1)
+    slot = graph * max_nodes + position - (ends - n_node)[graph]
+    slot = jnp.where(position < ends[-1], slot, batch * max_nodes)  # out of range: filled
+    flat = values.reshape((batch * max_nodes,) + values.shape[2:])
+    return flat.at[slot].get(mode="fill", fill_value=0)
+
+
+def to_graphs_tuple(nodes, senders, receivers, n_node, n_edge, *, pack=True) -> GraphsTuple:
     """Packs a dense batch of graphs into one padded GraphsTuple with static shapes.
 
     Works under jit: the output shapes depend only on the input shapes, so
@@ -285,6 +312,11 @@ def to_graphs_tuple(nodes, senders, receivers, n_node, n_edge) -> GraphsTuple:
       receivers: [batch, max_edges] local target node of each edge.
       n_node: [batch] real nodes per graph.
       n_edge: [batch] real edges per graph.
+      pack: pack the node features too. With False the graph's nodes stay
+        the dense [batch, max_nodes, features] input, for a first layer that
+        packs after its linear map (`GCNLayer(...)(graph, dense_nodes=True)`):
+        packing selects rows, so it commutes with a bias-free linear map, and
+        packing the narrow output saves a copy of the wide input per step.
 
     Returns:
       A GraphsTuple with batch*max_nodes + 1 nodes, batch*max_edges edges and
@@ -296,14 +328,8 @@ def to_graphs_tuple(nodes, senders, receivers, n_node, n_edge) -> GraphsTuple:
     total_nodes, total_edges = batch * max_nodes + 1, batch * max_edges
     n_node = jnp.clip(jnp.asarray(n_node, jnp.int32), 0, max_nodes)  # [batch]
     node_offsets = jnp.cumsum(n_node) - n_node  # [batch]
-    node_valid = jnp.arange(max_nodes)[None, :] < n_node[:, None]  # [batch, max_nodes]
-    node_pos = jnp.where(node_valid.reshape(-1), _packed_positions(node_valid), total_nodes)
-    packed_nodes = (
-        jnp.zeros((total_nodes,) + nodes.shape[2:], nodes.dtype)
-        .at[node_pos]
-        .set(nodes.reshape((batch * max_nodes,) + nodes.shape[2:]), mode="drop")
-    )  # [nodes, features]
     num_real_nodes = jnp.sum(n_node)
+    packed_nodes = pack_nodes(nodes, n_node) if pack else nodes  # [nodes, features]
 
     senders = jnp.asarray(senders, jnp.int32)
     receivers = jnp.asarray(receivers, jnp.int32)
@@ -393,11 +419,21 @@ class GCNLayer(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, graph: GraphsTuple) -> GraphsTuple:
-        num_nodes = graph.nodes.shape[0]
+    def __call__(self, graph: GraphsTuple, *, dense_nodes: bool = False) -> GraphsTuple:
+        """Applies the layer.
+
+        Args:
+          graph: the graph, nodes [nodes, in_features].
+          dense_nodes: the nodes are still the dense [batch, max_nodes,
+            in_features] slots of `to_graphs_tuple(..., pack=False)`; they are
+            packed after the linear map.
+        """
         h = nn.Dense(self.features, use_bias=False, dtype=self.dtype, name="linear")(
             graph.nodes
         )  # [nodes, features]
+        if dense_nodes:
+            h = pack_nodes(h, graph.n_node[:-1])
+        num_nodes = h.shape[0]
         senders, receivers = graph.senders, graph.receivers
         if self.add_self_loops:
             senders, receivers = self_loop_edges(senders, receivers, num_nodes)
@@ -441,12 +477,14 @@ class GATLayer(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, graph: GraphsTuple) -> GraphsTuple:
-        num_nodes = graph.nodes.shape[0]
+    def __call__(self, graph: GraphsTuple, *, dense_nodes: bool = False) -> GraphsTuple:
+        """Applies the layer (`dense_nodes` as for `GCNLayer`)."""
         heads, width = self.num_heads, self.features
-        z = nn.Dense(heads * width, use_bias=False, dtype=self.dtype, name="linear")(
-            graph.nodes
-        ).reshape(num_nodes, heads, width)
+        z = nn.Dense(heads * width, use_bias=False, dtype=self.dtype, name="linear")(graph.nodes)
+        if dense_nodes:
+            z = pack_nodes(z, graph.n_node[:-1])
+        num_nodes = z.shape[0]
+        z = z.reshape(num_nodes, heads, width)
         init = nn.initializers.glorot_uniform(in_axis=-1, out_axis=-2)
         a_src = self.param("attention_src", init, (heads, width)).astype(z.dtype)
         a_dst = self.param("attention_dst", init, (heads, width)).astype(z.dtype)
@@ -597,16 +635,24 @@ class _GraphStack(nn.Module):
 
     @nn.compact
     def __call__(self, graph: GraphsTuple, *, train: bool) -> GraphsTuple:
+        """Applies the layers to a graph from `to_graphs_tuple(..., pack=False)`.
+
+        The first GCN or GAT layer packs the nodes after its linear map;
+        otherwise they are packed first. The returned graph is packed.
+        """
         act = activation_fn(self.activation)
+        dense = True
         for i, width in enumerate(self.hidden_sizes):
             width = int(width)
             if self.layer == "gcn":
-                graph = GCNLayer(width, dtype=self.dtype, name=f"gcn_{i}")(graph)
+                graph = GCNLayer(width, dtype=self.dtype, name=f"gcn_{i}")(graph, dense_nodes=dense)
             elif self.layer == "gat":
                 graph = GATLayer(
                     width, num_heads=self.num_heads, concat=True, dtype=self.dtype, name=f"gat_{i}"
-                )(graph)
+                )(graph, dense_nodes=dense)
             else:
+                if dense:
+                    graph = graph._replace(nodes=pack_nodes(graph.nodes, graph.n_node[:-1]))
                 graph = GraphNetworkBlock(
                     width,
                     width,
@@ -621,6 +667,9 @@ class _GraphStack(nn.Module):
             if self.dropout_rate > 0:
                 nodes = nn.Dropout(self.dropout_rate, deterministic=not train)(nodes)
             graph = graph._replace(nodes=nodes)
+            dense = False
+        if dense:
+            graph = graph._replace(nodes=pack_nodes(graph.nodes, graph.n_node[:-1]))
         return graph
 
 
@@ -658,7 +707,9 @@ class GraphClassifier(nn.Module):
         if self.readout not in READOUTS:
             raise unknown_name("readout", self.readout, READOUTS)
         batch = nodes.shape[0]
-        graph = to_graphs_tuple(nodes.astype(self.dtype), senders, receivers, n_node, n_edge)
+        graph = to_graphs_tuple(
+            nodes.astype(self.dtype), senders, receivers, n_node, n_edge, pack=False
+        )
         graph = _GraphStack(
             self.layer,
             tuple(self.hidden_sizes),
@@ -703,7 +754,9 @@ class NodeClassifier(nn.Module):
     def __call__(self, nodes, senders, receivers, n_node, n_edge, *, train: bool = False):
         _check_layer(self.layer)
         max_nodes = nodes.shape[1]
-        graph = to_graphs_tuple(nodes.astype(self.dtype), senders, receivers, n_node, n_edge)
+        graph = to_graphs_tuple(
+            nodes.astype(self.dtype), senders, receivers, n_node, n_edge, pack=False
+        )
         graph = _GraphStack(
             self.layer,
             tuple(self.hidden_sizes),
@@ -755,5 +808,6 @@ __all__ = [
     "self_loop_edges",
     "single_graph",
     "to_dense_nodes",
+    "pack_nodes",
     "to_graphs_tuple",
 ]

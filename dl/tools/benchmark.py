@@ -66,17 +66,24 @@ class Runner:
     """One step to time: how to compile it, its first arguments, how to go on.
 
     Attributes:
-      lower: args -> jax Lowered (e.g. `jax.jit(f).lower`).
+      lower: args -> jax Lowered (e.g. `jax.jit(f).lower`), compiled ahead of
+        time; None for a step that is not a JAX computation (see `call`).
       args: the first call's arguments.
       advance: (args, output) -> the next call's arguments (threads the state
         through, picks the next batch).
       steps_per_call: training steps one call performs (fused steps).
+      call: the step itself when `lower` is None (e.g. a PyTorch step); its
+        first call counts as the compile time (torch.compile compiles there).
+      sync: waits for a call's output (`jax.block_until_ready` by default; a
+        PyTorch CPU step has finished when it returns).
     """
 
-    lower: Callable
+    lower: Callable | None
     args: tuple
     advance: Callable[[tuple, object], tuple]
     steps_per_call: int = 1
+    call: Callable | None = None
+    sync: Callable = jax.block_until_ready
 
 
 def time_steps(
@@ -100,20 +107,27 @@ def time_steps(
     state = {}
     per_call = 0.0
     for name, r in runners.items():
-        t0 = time.perf_counter()
-        compiled = r.lower(*r.args).compile()
-        compile_seconds = time.perf_counter() - t0
         args = r.args
-        out = compiled(*args)  # the first call allocates; time the ones after it
+        t0 = time.perf_counter()
+        if r.lower is not None:
+            compiled = r.lower(*args).compile()
+            compile_seconds = time.perf_counter() - t0
+            out = compiled(*args)  # the first call allocates; time the ones after it
+            r.sync(out)
+            flops = flops_of(compiled)
+        else:
+            compiled = r.call
+            out = compiled(*args)
+            r.sync(out)
+            compile_seconds = time.perf_counter() - t0
+            flops = None
         args = r.advance(args, out)
-        jax.block_until_ready(out)
         t0 = time.perf_counter()
         for _ in range(max(warmup - 1, 1)):
             out = compiled(*args)
             args = r.advance(args, out)
-        jax.block_until_ready(out)
+        r.sync(out)
         per_call += (time.perf_counter() - t0) / max(warmup - 1, 1)
-        flops = flops_of(compiled)
         state[name] = [
             compiled,
             args,
@@ -130,7 +144,7 @@ def time_steps(
             for _ in range(steps_per_block):
                 out = compiled(*args)
                 args = r.advance(args, out)
-            jax.block_until_ready(out)
+            r.sync(out)
             timing.step_seconds.append(
                 (time.perf_counter() - t0) / (steps_per_block * r.steps_per_call)
             )
@@ -155,3 +169,24 @@ def matmul_peak_flops(n: int = 2048, dtype=np.float32, repeats: int = 20) -> flo
         jax.block_until_ready(f(a))
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n**3 / best
+
+
+# Published dense peaks in FLOP/s by device kind (as jax reports it) and
+# compute dtype, from the vendors' data sheets. float32 matmuls on these GPUs
+# run on the tensor cores as TF32 under JAX's default precision, so their
+# float32 figure is the TF32 peak.
+PUBLISHED_PEAKS = {
+    "NVIDIA H100 80GB HBM3": {"float32": 494.7e12, "bfloat16": 989.4e12},
+    "NVIDIA H100 PCIe": {"float32": 378.0e12, "bfloat16": 756.0e12},
+    "NVIDIA H200": {"float32": 494.7e12, "bfloat16": 989.4e12},
+    "NVIDIA A100-SXM4-80GB": {"float32": 156.0e12, "bfloat16": 312.0e12},
+    "NVIDIA A100-SXM4-40GB": {"float32": 156.0e12, "bfloat16": 312.0e12},
+    "NVIDIA A100-PCIE-40GB": {"float32": 156.0e12, "bfloat16": 312.0e12},
+    "NVIDIA L4": {"float32": 60.0e12, "bfloat16": 121.0e12},
+    "Tesla V100-SXM2-16GB": {"float32": 15.7e12, "bfloat16": 15.7e12},
+}
+
+
+def published_peak_flops(device_kind: str, dtype: str = "float32") -> float | None:
+    """The published peak of a device for a compute dtype, or None if not listed."""
+    return PUBLISHED_PEAKS.get(device_kind, {}).get(dtype)

@@ -205,8 +205,16 @@ def batch_indices(step, batch_size: int, perms, first_epoch):
 
 
 def gather(arrays, idx):
-    """Batch of examples idx [batch] from field -> [examples, ...] arrays, on the device."""
-    return {k: jnp.take(v, idx, axis=0) for k, v in arrays.items()}
+    """Batch of examples idx [batch] from field -> [examples, ...] arrays, on the device.
+
+    A split of one example read as a batch of one (one graph for node
+    classification) is its own batch: the indices can only be [0], and
+    skipping the gather saves a copy of every field per step.
+    """
+    return {
+        k: v if v.shape[0] == 1 and idx.shape == (1,) else jnp.take(v, idx, axis=0)
+        for k, v in arrays.items()
+    }
 
 
 class Steps:
