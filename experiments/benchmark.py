@@ -105,9 +105,11 @@ _SEQUENCE_32 = {
     "batch_size": 64,
 }
 SUITE = {
-    "mlp_xor_fused": Row("mlp_xor", {"target_metric": ""}, fused=True),
+    "mlp_xor_fused": Row("mlp_xor", {"target_metric": "", "steps_per_call": 50}, fused=True),
     "mlp_digits_fused": Row(
-        "mlp_digits", {"model.dropout_rate": 0.0, "schedule.name": "constant"}, "mlp", True
+        "mlp_digits",
+        {"model.dropout_rate": 0.0, "schedule.name": "constant", "steps_per_call": 50},
+        fused=True,
     ),
     "mlp_digits": Row(
         "mlp_digits",

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from dl.errors import unknown_name
+from dl.models.conv import Conv
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
@@ -109,6 +110,8 @@ class CNN(nn.Module):
       num_outputs: number of logits.
       padding: conv padding, 'SAME' or 'VALID' (or anything `nn.Conv` accepts).
       dtype: compute dtype; parameters stay float32.
+      conv_implementation: 'auto', 'xla' or 'patches' (dl.models.conv): how
+        the convolutions are computed; the parameters are the same.
     """
 
     conv_features: Sequence[int] = (32, 64)
@@ -121,6 +124,7 @@ class CNN(nn.Module):
     num_outputs: int = 10
     padding: Any = "SAME"
     dtype: Any = jnp.float32
+    conv_implementation: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -139,11 +143,12 @@ class CNN(nn.Module):
         x = to_nhwc(x)  # [batch, height, width, channels]
         window = (self.pool_size, self.pool_size)
         for i, features in enumerate(self.conv_features):
-            x = nn.Conv(
+            x = Conv(
                 features,
                 (self.kernel_size, self.kernel_size),
                 padding=self.padding,
                 dtype=self.dtype,
+                implementation=self.conv_implementation,
                 name=f"conv{i}",
             )(x)
             x = act(x)  # [batch, height_i, width_i, features]

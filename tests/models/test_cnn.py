@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dl.models.cnn import CNN, AlexNet, AlexNetTiny, LeNet5, adaptive_avg_pool
+from dl.models.conv import Conv
 
 
 def param_count(model, input_shape):
@@ -30,11 +31,63 @@ def test_lecture_worked_convolution():
         np.float32,
     )
     kernel = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], np.float32)
-    conv = nn.Conv(1, (3, 3), strides=1, padding="VALID", use_bias=False)
     params = {"params": {"kernel": jnp.asarray(kernel.reshape(3, 3, 1, 1))}}
-    y = conv.apply(params, jnp.asarray(image.reshape(1, 5, 5, 1)))  # [1, 3, 3, 1]
     expected = np.array([[4, 3, 4], [2, 4, 3], [2, 3, 4]], np.float32)
-    np.testing.assert_array_equal(np.asarray(y)[0, :, :, 0], expected)
+    for conv in (
+        nn.Conv(1, (3, 3), strides=1, padding="VALID", use_bias=False),
+        Conv(1, (3, 3), padding="VALID", use_bias=False, implementation="xla"),
+        Conv(1, (3, 3), padding="VALID", use_bias=False, implementation="patches"),
+    ):
+        y = conv.apply(params, jnp.asarray(image.reshape(1, 5, 5, 1)))  # [1, 3, 3, 1]
+        np.testing.assert_array_equal(np.asarray(y)[0, :, :, 0], expected)
+
+
+@pytest.mark.parametrize(
+    "kernel,strides,padding,cin,size",
+    [
+        ((5, 5), 1, "VALID", 1, (28, 28)),
+        ((3, 3), 1, "SAME", 3, (8, 8)),
+        ((3, 3), 2, "SAME", 2, (9, 7)),  # odd sizes: SAME pads the extra pixel at the end
+        ((11, 11), 4, 2, 3, (35, 35)),  # AlexNet's stem
+        ((7, 7), 2, ((3, 3), (3, 3)), 3, (16, 16)),  # ResNet's stem
+        ((1, 3), (1, 2), "VALID", 6, (5, 9)),
+    ],
+)
+def test_patch_convolution_equals_xla_convolution_and_its_gradients(
+    kernel, strides, padding, cin, size
+):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, *size, cin)), jnp.float32)
+    models = {
+        impl: Conv(4, kernel, strides=strides, padding=padding, implementation=impl)
+        for impl in ("xla", "patches")
+    }
+    variables = models["xla"].init(jax.random.key(0), x)
+    # flax's own Conv is the reference for the parameters and the output.
+    ref = nn.Conv(4, kernel, strides=strides, padding=padding).apply(variables, x)
+    outs, grads = {}, {}
+    for impl, model in models.items():
+        outs[impl] = model.apply(variables, x)
+        grads[impl] = jax.grad(lambda v, x, m=model: jnp.sum(jnp.sin(m.apply(v, x))), (0, 1))(
+            variables, x
+        )
+    for impl in models:
+        np.testing.assert_allclose(outs[impl], ref, atol=1e-5, err_msg=impl)
+    for a, b in zip(jax.tree.leaves(grads["xla"]), jax.tree.leaves(grads["patches"]), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_conv_implementation_is_checked_and_auto_picks_patches_for_few_channels_on_cpu():
+    from dl.models.conv import resolve_implementation
+
+    with pytest.raises(
+        ValueError,
+        match="unknown conv implementation 'fft'; known conv implementations: auto, patches, xla",
+    ):
+        Conv(4, implementation="fft").init(jax.random.key(0), jnp.zeros((1, 4, 4, 1)))
+    if jax.default_backend() == "cpu":
+        assert resolve_implementation("auto", 1) == "patches"
+        assert resolve_implementation("auto", 64) == "xla"
 
 
 def test_cnn_output_shape_and_rank3_input():
