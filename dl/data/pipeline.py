@@ -234,9 +234,21 @@ class TrainOrder:
     def epoch(self, step: int) -> float:
         return step * self.batch_size / self.n
 
+    # A window covers at least this many steps when its permutations stay
+    # under WINDOW_MAX_INDICES, so that small datasets (one batch per epoch,
+    # or one graph) do not send a new window every call.
+    WINDOW_STEPS = 256
+    WINDOW_MAX_INDICES = 1 << 20
+
     def window_size(self, num_steps: int) -> int:
-        """Epochs a window must hold so that any num_steps consecutive steps fit in it."""
-        return -(-num_steps * self.batch_size // self.n) + 1
+        """Epochs a window holds: any num_steps consecutive steps fit in it.
+
+        Where the indices stay under WINDOW_MAX_INDICES, the window covers at
+        least WINDOW_STEPS steps.
+        """
+        needed = -(-num_steps * self.batch_size // self.n) + 1
+        ahead = -(-max(num_steps, self.WINDOW_STEPS) * self.batch_size // self.n) + 1
+        return max(needed, min(ahead, self.WINDOW_MAX_INDICES // self.n))
 
     def window(self, first_step: int, num_steps: int, current: int | None = None):
         """The permutations the device needs for steps first_step .. + num_steps - 1.
