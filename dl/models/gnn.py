@@ -341,14 +341,36 @@ def to_graphs_tuple(nodes, senders, receivers, n_node, n_edge, *, pack=True) -> 
         & (receivers >= 0)
         & (receivers < n_node[:, None])
     )  # [batch, max_edges]
-    edge_pos = jnp.where(edge_valid.reshape(-1), _packed_positions(edge_valid), total_edges)
-    pad_endpoint = jnp.full((total_edges,), num_real_nodes, jnp.int32)
-    packed_senders = pad_endpoint.at[edge_pos].set(
-        (senders + node_offsets[:, None]).reshape(-1), mode="drop"
-    )  # [edges]
-    packed_receivers = pad_endpoint.at[edge_pos].set(
-        (receivers + node_offsets[:, None]).reshape(-1), mode="drop"
-    )  # [edges]
+    global_senders = (senders + node_offsets[:, None]).reshape(-1)  # [slots]
+    global_receivers = (receivers + node_offsets[:, None]).reshape(-1)  # [slots]
+
+    def by_gather(_):
+        # Every edge slot below n_edge is valid (what check_dense_graphs
+        # guarantees for dl's datasets): the valid slots are a prefix of each
+        # graph's slots, and packing is a gather, as for the nodes.
+        ends = jnp.cumsum(n_edge)  # [batch]
+        position = jnp.arange(total_edges)
+        graph = jnp.minimum(jnp.searchsorted(ends, position, side="right"), batch - 1)
+        slot = jnp.clip(graph * max_edges + position - (ends - n_edge)[graph], 0, total_edges - 1)
+        real = position < ends[-1]
+        return (
+            jnp.where(real, global_senders[slot], num_real_nodes),
+            jnp.where(real, global_receivers[slot], num_real_nodes),
+        )
+
+    def by_scatter(_):
+        # Some edge below n_edge is invalid: move the valid ones to the front.
+        edge_pos = jnp.where(edge_valid.reshape(-1), _packed_positions(edge_valid), total_edges)
+        pad_endpoint = jnp.full((total_edges,), num_real_nodes, jnp.int32)
+        return (
+            pad_endpoint.at[edge_pos].set(global_senders, mode="drop"),
+            pad_endpoint.at[edge_pos].set(global_receivers, mode="drop"),
+        )
+
+    prefix = jnp.arange(max_edges)[None, :] < n_edge[:, None]  # [batch, max_edges]
+    packed_senders, packed_receivers = jax.lax.cond(
+        jnp.all(edge_valid == prefix), by_gather, by_scatter, None
+    )  # [edges] each
     real_edges = jnp.sum(edge_valid, axis=1, dtype=jnp.int32)  # [batch]
 
     return GraphsTuple(

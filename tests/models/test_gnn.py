@@ -290,3 +290,41 @@ def test_load_edge_list_npz(tmp_path):
     np.savez(bad, senders=np.array([0, 5]), receivers=np.array([1, 2]), nodes=np.ones((3, 2)))
     with pytest.raises(ConfigError, match=r"senders\[1\] = 5"):
         load_edge_list_npz(str(bad))
+
+
+def _packed_reference(nodes, senders, receivers, n_node, n_edge):
+    """to_graphs_tuple's packing written with numpy loops."""
+    packed_nodes, packed_s, packed_r, real_edges = [], [], [], []
+    offset = 0
+    for g in range(len(n_node)):
+        packed_nodes += list(nodes[g, : n_node[g]])
+        valid = [
+            (s + offset, r + offset)
+            for s, r in zip(senders[g, : n_edge[g]], receivers[g, : n_edge[g]], strict=True)
+            if 0 <= s < n_node[g] and 0 <= r < n_node[g]
+        ]
+        packed_s += [s for s, _ in valid]
+        packed_r += [r for _, r in valid]
+        real_edges.append(len(valid))
+        offset += n_node[g]
+    total_nodes, total_edges = nodes.shape[0] * nodes.shape[1] + 1, senders.size
+    pad = total_edges - len(packed_s)
+    out_nodes = np.zeros((total_nodes, nodes.shape[2]), np.float32)
+    out_nodes[:offset] = packed_nodes
+    return out_nodes, packed_s + [offset] * pad, packed_r + [offset] * pad, real_edges
+
+
+@pytest.mark.parametrize("bad_edge", [False, True])
+def test_packing_matches_a_loop_reference_with_and_without_invalid_edges(bad_edge):
+    nodes, senders, receivers, n_node, n_edge = _dense(_small_graphs(), 6, 10, garbage=0.0)
+    if bad_edge:  # a real edge of graph 1 pointing outside its 3 nodes is treated as padding
+        senders[1, 1] = 4
+    graph = jax.jit(to_graphs_tuple)(nodes, senders, receivers, n_node, n_edge)
+    ref_nodes, ref_s, ref_r, real_edges = _packed_reference(
+        nodes, senders, receivers, n_node, n_edge
+    )
+    np.testing.assert_array_equal(graph.nodes, ref_nodes)
+    np.testing.assert_array_equal(graph.senders, ref_s)
+    np.testing.assert_array_equal(graph.receivers, ref_r)
+    np.testing.assert_array_equal(graph.n_edge[:-1], real_edges)
+    assert real_edges[1] == (3 if bad_edge else 4)
