@@ -2,9 +2,11 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -33,6 +35,45 @@ def train_losses(workdir):
         return [e["loss"] for e in map(json.loads, f) if e["split"] == "train"]
 
 
+def start_processes(workdir, args, n=2):
+    """Starts `experiments.train` as n local processes of two CPU devices each (gloo)."""
+    port = free_port()
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2"
+    )
+    return [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "experiments.train",
+                f"--config={config_path('mlp_digits')}",
+                f"--workdir={workdir}",
+                *args,
+                f"--coordinator_address=localhost:{port}",
+                f"--num_processes={n}",
+                f"--process_id={i}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(n)
+    ]
+
+
+def finish(children, timeout=300):
+    """(stdout, stderr) of each process once all have ended."""
+    try:
+        return [c.communicate(timeout=timeout) for c in children]
+    finally:
+        for c in children:  # one failing process would leave the other waiting
+            if c.poll() is None:
+                c.kill()
+
+
 @pytest.mark.slow
 def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
     single = tmp_path / "single"
@@ -42,37 +83,8 @@ def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
     multi = tmp_path / "multi"
-    port = free_port()
-    env = dict(
-        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2"
-    )
-    children = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "experiments.train",
-                f"--config={config_path('mlp_digits')}",
-                f"--workdir={multi}",
-                *ARGS,
-                f"--coordinator_address=localhost:{port}",
-                "--num_processes=2",
-                f"--process_id={i}",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    try:
-        outs = [c.communicate(timeout=300) for c in children]
-    finally:
-        for c in children:  # one failing process would leave the other waiting
-            if c.poll() is None:
-                c.kill()
+    children = start_processes(multi, ARGS)
+    outs = finish(children)
     for c, (_, err) in zip(children, outs, strict=True):
         assert c.returncode == 0, err
     assert "summary " in outs[0][0] and "summary " not in outs[1][0]  # process 0 reports
@@ -91,6 +103,82 @@ def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
         jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params), strict=True
     ):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5)
+
+
+# Fused calls of 4 steps, and 50 calls between host syncs (more than XLA:CPU
+# can queue across devices without the loop's in-flight limit).
+TOTAL, EVERY = 800, 200
+PREEMPT_ARGS = [
+    f"--config.num_train_steps={TOTAL}",
+    "--config.steps_per_call=4",
+    f"--config.log_every_steps={EVERY}",
+    f"--config.eval_every_steps={EVERY}",
+    f"--config.checkpoint_every_steps={EVERY}",
+    "--config.batch_size=64",
+    "--config.model.dropout_rate=0.0",
+]
+
+
+def events(workdir, split):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [e for e in map(json.loads, f) if e["split"] == split]
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resumes(tmp_path):
+    from dl.train import Checkpoints, build
+
+    straight = tmp_path / "straight"  # uninterrupted, two processes too
+    children = start_processes(straight, PREEMPT_ARGS)
+    for c, (_, err) in zip(children, finish(children), strict=True):
+        assert c.returncode == 0, err
+
+    multi = tmp_path / "multi"
+    children = start_processes(multi, PREEMPT_ARGS)
+    try:
+        deadline = time.time() + 240
+        while not Checkpoints(str(multi), read_only=True).steps():
+            assert time.time() < deadline and all(c.poll() is None for c in children)
+            time.sleep(0.05)
+        # Process 1 only: process 0, which writes the metrics, never sees the signal.
+        children[1].send_signal(signal.SIGTERM)
+    finally:
+        outs = finish(children)
+    stops = set()
+    for c, (_, err) in zip(children, outs, strict=True):
+        assert c.returncode == 75, err
+        stops.add(int(err.split("checkpoint written at step ")[1].split()[0]))
+    assert len(stops) == 1, stops  # both processes saved the same step
+    stop = stops.pop()
+    assert EVERY < stop < TOTAL and stop % 4 == 0
+    steps = Checkpoints(str(multi), read_only=True).steps()
+    assert steps[-1] == stop and all(s % EVERY == 0 for s in steps[:-1]), steps
+
+    children = start_processes(multi, PREEMPT_ARGS)  # the same command, again
+    outs = finish(children)
+    for c, (_, err) in zip(children, outs, strict=True):
+        assert c.returncode == 0, err
+    assert f'"step": {TOTAL}' in outs[0][0]
+
+    # The resumed run is the uninterrupted one, bitwise: the same validation
+    # losses and the same final state. (Train events average the steps since
+    # the previous log event, so the one after the resume averages fewer.)
+    a, b = events(straight, "validation"), events(multi, "validation")
+    assert [e["step"] for e in a] == [e["step"] for e in b] == list(range(EVERY, TOTAL + 1, EVERY))
+    assert [e["loss"] for e in b] == [e["loss"] for e in a]
+    resumed_at = stop - stop % EVERY + EVERY  # the first log event after the resume
+    a = [e["loss"] for e in events(straight, "train") if e["step"] > resumed_at]
+    b = [e["loss"] for e in events(multi, "train") if e["step"] > resumed_at]
+    assert b == a and len(a) == (TOTAL - resumed_at) // EVERY
+
+    c = load_config("mlp_digits")
+    c.num_train_steps, c.steps_per_call, c.batch_size, c.model.dropout_rate = TOTAL, 4, 64, 0.0
+    exp = build(c)
+    x, _, step_x = Checkpoints(str(straight), read_only=True).restore(exp.abstract_state())
+    y, _, step_y = Checkpoints(str(multi), read_only=True).restore(exp.abstract_state())
+    assert step_x == step_y == TOTAL
+    for p, q in zip(jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y), strict=True):
+        assert np.array_equal(np.asarray(p), np.asarray(q))
 
 
 def test_distributed_flags_go_together(tmp_path):

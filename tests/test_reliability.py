@@ -180,3 +180,129 @@ def test_restoring_into_another_architecture_lists_the_leaves_and_loads_nothing(
     proc = run_binary("experiments.evaluate", f"--workdir={tmp_path}", "--figures=false")
     assert proc.returncode == 2 and "does not fit the model" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _files(root):
+    """Every path under root, with its size (files) and modification time."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.stat(path)
+            out[os.path.relpath(path, root)] = (
+                st.st_size if name in filenames else 0,
+                st.st_mtime_ns,
+            )
+    return out
+
+
+def _states(workdir, exp):
+    """{(kind, step): state} of every checkpoint of a workdir."""
+    ckpts = Checkpoints(str(workdir), read_only=True)
+    out = {}
+    for kind in ("checkpoints", "best"):
+        for step in ckpts.steps(kind):
+            out[kind, step] = ckpts.restore(
+                exp.abstract_state(), "best" if kind == "best" else step
+            )[0]
+    return out
+
+
+def _restore_repeatedly(workdir, abstract_state, seconds):
+    """Restores best and latest, alternately, as fast as they go; returns how many."""
+    ckpts = Checkpoints(str(workdir), read_only=True)
+    n, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for which in ("best", "latest"):
+            _, _, step = ckpts.restore(abstract_state, which)
+            assert step % 10 == 0
+            n += 1
+    return n
+
+
+# A read that a deletion cuts short leaves orbax's tensorstore futures completing
+# into a closed event loop: harmless, but Python reports it as unraisable.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.slow
+def test_evaluate_while_training_writes_reads_committed_steps_and_changes_nothing(tmp_path):
+    # A checkpoint every 10 steps and, with best_metric=loss, a new best step at
+    # nearly every evaluation, so best/ (keep 1) deletes its previous step each
+    # time: a reader often lists a step that is deleted while it reads it.
+    args = [
+        f"--config={config_path('mlp_xor')}",
+        "--config.target_metric=",
+        "--config.best_metric=loss",
+        "--config.num_train_steps=1200",
+        "--config.log_every_steps=10",
+        "--config.eval_every_steps=10",
+        "--config.checkpoint_every_steps=10",
+        "--config.keep_checkpoints=3",
+    ]
+    c = load_config("mlp_xor")
+    c.target_metric, c.best_metric = "", "loss"
+    exp = build(c)
+
+    def start(workdir):
+        with open(tmp_path / f"{workdir.name}.err", "w") as err:
+            return subprocess.Popen(
+                [sys.executable, "-m", "experiments.train", *args, f"--workdir={workdir}"],
+                cwd=ROOT,
+                env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+
+    # "alone" is the same run without readers, at the same time.
+    work, alone = tmp_path / "run", tmp_path / "alone"
+    trainer, reference = start(work), start(alone)
+    try:
+        # Before the first checkpoint evaluation exits 4 ("no checkpoint"); wait for one.
+        _wait_for_checkpoint(str(work), 10, trainer)
+        evaluated, restores = [], 0  # evaluated: (checkpoint, step, trainer still running)
+        while trainer.poll() is None and len(evaluated) < 6:
+            which = ("best", "latest")[len(evaluated) % 2]
+            proc = run_binary(
+                "experiments.evaluate",
+                f"--workdir={work}",
+                f"--checkpoint={which}",
+                "--figures=false",
+            )
+            assert proc.returncode == 0, proc.stderr
+            assert "cannot be read" not in proc.stderr, proc.stderr
+            step = json.loads(proc.stdout.strip().splitlines()[-1])["step"]
+            evaluated.append((which, step, trainer.poll() is None))
+            # Many more reads, in this process, to meet the deletions often.
+            restores += _restore_repeatedly(work, exp.abstract_state(), seconds=1.0)
+        trainer.wait(timeout=300)
+        reference.wait(timeout=300)
+    finally:
+        for child in (trainer, reference):
+            if child.poll() is None:
+                child.kill()
+    assert trainer.returncode == 0, (tmp_path / "run.err").read_text()
+    assert reference.returncode == 0, (tmp_path / "alone.err").read_text()
+    # The readers overlapped the writer: several evaluations ended while it ran.
+    assert sum(running for *_, running in evaluated) >= 3, evaluated
+    assert all(step % 10 == 0 and 10 <= step <= 1200 for _, step, _ in evaluated), evaluated
+    assert restores >= 20
+
+    # The same run without readers wrote the same checkpoints, bitwise.
+    a, b = _states(alone, exp), _states(work, exp)
+    assert sorted(a) == sorted(b)
+    assert [step for kind, step in sorted(b) if kind == "checkpoints"] == [1180, 1190, 1200]
+    assert len([kind for kind, _ in b if kind == "best"]) == 1
+    for key, state in a.items():
+        for x, y in zip(
+            jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(b[key]), strict=True
+        ):
+            assert np.array_equal(np.asarray(x), np.asarray(y)), key
+
+    # Evaluating a finished run leaves checkpoints/ and best/ untouched, to the
+    # modification time, and writes only its own outputs beside them.
+    before = _files(work)
+    proc = run_binary("experiments.evaluate", f"--workdir={work}", "--checkpoint=best")
+    assert proc.returncode == 0, proc.stderr
+    after = _files(work)
+    changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+    assert changed, "evaluate wrote nothing"
+    assert all(p.startswith(("eval_test.", "confusion_test.")) for p in changed), changed

@@ -32,6 +32,8 @@ NOT_METRICS = frozenset(
         "epoch",
         "skipped_steps",
         "param_norm",
+        "host_rss_mb",
+        "compilations",
     }
 )
 MAX_METRIC_PANELS = 3

@@ -10,12 +10,16 @@ Each checkpoint stores the whole TrainState and a JSON item `meta` (the
 config it was written with, the loop's own counters). Orbax writes a step
 into a temporary directory and renames it when complete, so a step killed
 half-way is never listed; if a listed step cannot be read, restoring falls
-back to the newest step that can, and says which one failed.
+back to the newest step that can, and says which one failed. A reader that
+runs while training writes the same workdir (evaluation during training)
+only sees committed steps, and a step that the writer's retention deletes
+while it is being read is passed over for the newest step then on disk.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 import jax
 import orbax.checkpoint as ocp
@@ -26,8 +30,45 @@ from dl.errors import ConfigError
 LATEST, BEST = "checkpoints", "best"
 
 
+def _stop_orbax_io_metrics_leak() -> None:
+    """Turns off orbax's raw-bytes I/O telemetry, which leaks host memory on every save.
+
+    orbax-checkpoint 0.12.8 calls `tensorstore.experimental_collect_matching_metrics`
+    before and after writing (and reading) each batch of arrays, only to
+    report raw bytes through `jax.monitoring`; in tensorstore 0.1.86 every
+    call leaks the Python objects it returns, about 8 KB, so every checkpoint
+    written left about 16 KB of the process's memory behind, without bound.
+    dl reads none of those metrics. The logical-bytes telemetry stays.
+    """
+    try:
+        from orbax.checkpoint._src.serialization import tensorstore_utils
+    except ImportError:  # another orbax layout: nothing to turn off
+        return
+    if hasattr(tensorstore_utils, "get_tensorstore_raw_bytes"):
+        # 0 before and after: orbax records no raw-bytes metric for the batch.
+        tensorstore_utils.get_tensorstore_raw_bytes = lambda *args, **kwargs: 0
+
+
+_stop_orbax_io_metrics_leak()
+
+
 class CheckpointError(RuntimeError):
     """No checkpoint could be restored."""
+
+
+class _Manager(ocp.CheckpointManager):
+    """A CheckpointManager that leaves JAX's preemption sync point to the training loop.
+
+    orbax asks `reached_preemption_sync_point(step)` on every save, from its
+    finalize thread too, only to log the answer. Each ask sets the step that
+    JAX's preemption protocol reports for this process, so a save finishing
+    as SIGTERM arrives could report an old step, and the agreed stop step
+    could then fall behind every process, which would never stop. The loop
+    alone reports steps (see dl/train/loop.py, `_PreemptionFlag`).
+    """
+
+    def reached_preemption(self, step: int) -> bool:
+        return False
 
 
 def _manager(directory: str, keep: int, kind: str) -> ocp.CheckpointManager:
@@ -38,7 +79,7 @@ def _manager(directory: str, keep: int, kind: str) -> ocp.CheckpointManager:
         cleanup_tmp_directories=True,
         multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=kind),
     )
-    return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+    return _Manager(directory, options=options, item_names=("state", "meta"))
 
 
 class Checkpoints:
@@ -100,6 +141,10 @@ class Checkpoints:
     def restore(self, abstract_state, which: str | int = "latest"):
         """Restores a checkpoint into the structure of `abstract_state`.
 
+        Safe while a run writes the same workdir: only committed steps are
+        listed, and a step that the writer's retention deletes while it is
+        being read is passed over for the newest step then on disk.
+
         Args:
           abstract_state: a TrainState of jax.ShapeDtypeStruct (or arrays),
             the structure, shapes, dtypes and shardings to restore into.
@@ -113,18 +158,25 @@ class Checkpoints:
             message lists every path tried.
         """
         kind = BEST if which == "best" else LATEST
-        steps = self.steps(kind)
+        wanted = None
         if isinstance(which, int) or (isinstance(which, str) and which.isdigit()):
             wanted = int(which)
+            steps = self.steps(kind)
             if wanted not in steps:
                 raise CheckpointError(
                     f"no checkpoint at step {wanted} in {self._path(kind)}; steps there: {steps}"
                 )
-            steps = [wanted]
-        if not steps:
-            return None
-        tried = []
-        for step in reversed(steps):
+        failed: dict[int, tuple[str, list[int]]] = {}  # step -> (why, the steps listed then)
+        while True:
+            # Listed anew after each failure: a concurrent writer commits a new
+            # step before its retention deletes an old one.
+            listed = self.steps(kind)
+            candidates = [
+                s for s in ([wanted] if wanted is not None else listed) if s not in failed
+            ]
+            if not candidates:
+                break
+            step = candidates[-1]
             path = os.path.join(self._path(kind), str(step))
             differences = _shape_differences(abstract_state, os.path.join(path, "state"))
             if differences:
@@ -143,15 +195,46 @@ class Checkpoints:
                 )
             except Exception as e:  # noqa: BLE001 -- any unreadable step is skipped, and said
                 message = str(e).splitlines()[0] if str(e) else type(e).__name__
-                logging.error("checkpoint step %d at %s cannot be read: %s", step, path, message)
-                tried.append(f"{path}: {message}")
+                failed[step] = (message, listed)
                 continue
-            if tried:
+            unreadable = self._report(failed, kind)
+            if unreadable:
                 logging.warning(
-                    "restored step %d after %d unreadable newer step(s)", step, len(tried)
+                    "restored step %d after %d unreadable newer step(s)", step, len(unreadable)
                 )
             return restored["state"], restored["meta"], step
-        raise CheckpointError("no readable checkpoint; tried:\n  " + "\n  ".join(tried))
+        if not failed:
+            return None
+        unreadable = self._report(failed, kind)
+        if not unreadable:
+            raise CheckpointError(
+                f"every checkpoint step of {self._path(kind)} that was read ({sorted(failed)}) "
+                "was deleted while being read, by the run writing this workdir; try again"
+            )
+        raise CheckpointError("no readable checkpoint; tried:\n  " + "\n  ".join(unreadable))
+
+    def _report(self, failed: dict[int, tuple[str, list[int]]], kind: str) -> list[str]:
+        """Logs the steps that failed to restore; returns 'path: reason' of the unreadable ones.
+
+        A step that is gone from disk was deleted while it was read, by the
+        retention of a run writing this workdir: no fault of the checkpoint,
+        so it is logged as information only. Where the steps on disk have
+        changed since (a writer is active), a failed step still present is
+        given a moment to finish being deleted before it is called unreadable.
+        """
+        unreadable = []
+        for step, (message, listed) in sorted(failed.items(), reverse=True):
+            path = os.path.join(self._path(kind), str(step))
+            if self.steps(kind) != listed:
+                deadline = time.monotonic() + 1.0
+                while os.path.isdir(path) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            if os.path.isdir(path):
+                logging.error("checkpoint step %d at %s cannot be read: %s", step, path, message)
+                unreadable.append(f"{path}: {message}")
+            else:
+                logging.info("checkpoint step %d at %s was deleted while being read", step, path)
+        return unreadable
 
     def quarantine(self, newer_than: int, kind: str = LATEST) -> list[str]:
         """Moves unreadable steps newer than a restored one aside, into WORKDIR/unreadable/.

@@ -1,4 +1,4 @@
-"""Metric files and progress display."""
+"""Metric files, progress display and host-side diagnostics of a run."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 
 
@@ -79,6 +80,58 @@ class NullWriter:
 
     def close(self) -> None:
         pass
+
+
+def host_rss_mb() -> float | None:
+    """This process's resident set size now, in MiB; None where it cannot be read.
+
+    Read from /proc/self/statm (Linux), else through psutil if it is installed.
+    Unlike `resource.getrusage`'s maximum, it can fall as well as rise, so a
+    series of readings shows whether host memory grows over a run.
+    """
+    try:
+        with open("/proc/self/statm") as f:
+            resident_pages = int(f.read().split()[1])
+        return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return psutil.Process().memory_info().rss / 2**20
+
+
+class CompilationCounter:
+    """Counts XLA compilations in this process while it is open (a context manager).
+
+    Every compilation JAX asks of the backend counts, including one answered
+    from the persistent compilation cache: a recompilation is a cost either
+    way (tracing, lowering), and a count that still grows after the first
+    evaluation and checkpoint means something recompiles every time.
+    """
+
+    _EVENT = "/jax/core/compile/backend_compile_duration"
+
+    def __init__(self):
+        self.count = 0
+        self._lock = threading.Lock()  # orbax may compile from its own threads
+
+    def _listener(self, event: str, duration: float, **kwargs) -> None:
+        if event == self._EVENT:
+            with self._lock:
+                self.count += 1
+
+    def __enter__(self):
+        import jax
+
+        jax.monitoring.register_event_duration_secs_listener(self._listener)
+        return self
+
+    def __exit__(self, *exc):
+        import jax
+
+        jax.monitoring.unregister_event_duration_listener(self._listener)
 
 
 def read_metrics(workdir: str) -> list[dict]:
