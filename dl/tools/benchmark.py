@@ -93,6 +93,7 @@ def time_steps(
     steps_per_block: int = 10,
     warmup: int = 5,
     budget_seconds: float = 60.0,
+    idle_seconds: float = 0.02,
 ) -> dict[str, Timing]:
     """Times several steps in one process, interleaving their timed blocks.
 
@@ -142,6 +143,10 @@ def time_steps(
     for _ in range(repeats):
         for name, r in runners.items():
             compiled, args, timing = state[name]
+            # An idle gap, untimed, between blocks: thread pools that spin
+            # after their work (PyTorch's OpenMP threads, XLA's) go idle, so a
+            # block does not pay for the one before it.
+            time.sleep(idle_seconds)
             t0 = time.perf_counter()
             for _ in range(steps_per_block):
                 out = compiled(*args)
