@@ -45,6 +45,27 @@ def test_karate_source_is_zacharys_club_with_one_mask_per_split():
     np.testing.assert_array_equal(val + test, test_mask)
 
 
+def test_citation_source_has_coras_sizes_and_split():
+    data = load_dataset(dataset_config(name="citation_synthetic", validation_fraction=1 / 3))
+    train_split = data.splits["train"]
+    # Cora (Sen et al. 2008, as used by Kipf & Welling 2017): 2708 papers, 5429
+    # citation links of which 5278 distinct undirected edges (10556 directed),
+    # 1433 words, 7 topics; 20 labelled papers per topic, 500 validate, 1000 test.
+    assert train_split["x"].shape == (1, 2708, 1433)
+    assert int(train_split["n_edge"][0]) == 10556 and data.num_classes == 7
+    assert train_split["label_mask"][0].sum() == 140
+    assert data.splits["validation"]["label_mask"][0].sum() == 500
+    assert data.splits["test"]["label_mask"][0].sum() == 1000
+    masks = [data.splits[s]["label_mask"][0] for s in ("train", "validation", "test")]
+    assert np.max(np.sum(masks, axis=0)) == 1  # no paper in two splits
+    np.testing.assert_allclose(train_split["x"][0].sum(axis=1), 1.0, rtol=1e-5)  # row-normalised
+
+
+def test_gcn_citation_beats_chance_by_far(tmp_path):
+    summary = quiet_train(load_config("gcn_citation"), tmp_path)
+    assert summary["test"]["accuracy"] >= 0.8  # chance: 1/7
+
+
 def test_digits_grid_source_has_the_grid_graph():
     data = load_dataset(dataset_config(name="digits_grid", connectivity=8))
     sizes = {s: data.size(s) for s in ("train", "validation", "test")}
