@@ -16,14 +16,9 @@ import torch
 from torch import nn
 
 
-class _Flatten(nn.Module):
-    def forward(self, x):
-        return x.reshape(x.shape[0], -1)
-
-
 def _mlp(spec):
     sizes = spec["sizes"]
-    layers: list[nn.Module] = [_Flatten()]
+    layers: list[nn.Module] = [nn.Flatten()]
     for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
         layers += [nn.Linear(a, b), nn.ReLU()]
     return nn.Sequential(*layers, nn.Linear(sizes[-2], sizes[-1]))

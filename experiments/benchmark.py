@@ -133,6 +133,12 @@ SUITE = {
 
 
 def _override(config, overrides):
+    """Sets dotted fields in place, creating the ones the config lacks.
+
+    Unlike `dl.tools.sweep.apply_overrides`, which refuses a field the config
+    does not have, a suite row may add fields: the LeNet and LSTM rows turn a
+    digits config into one on synthetic data of another shape.
+    """
     with config.unlocked():
         for key, value in overrides.items():
             section, _, field = key.rpartition(".")
