@@ -110,7 +110,7 @@ class CNN(nn.Module):
       num_outputs: number of logits.
       padding: conv padding, 'SAME' or 'VALID' (or anything `nn.Conv` accepts).
       dtype: compute dtype; parameters stay float32.
-      conv_implementation: 'auto', 'xla' or 'patches' (dl.models.conv): how
+      conv_implementation: 'auto', 'xla', 'banded' or 'patches' (dl.models.conv): how
         the convolutions are computed; the parameters are the same.
     """
 
@@ -233,8 +233,8 @@ class AlexNet(nn.Module):
         x = to_nhwc(x)  # [batch, height, width, channels]
         input_hw = x.shape[1:3]
 
-        def conv(features: int, kernel: int, stride: int, pad: int, name: str) -> nn.Conv:
-            return nn.Conv(
+        def conv(features: int, kernel: int, stride: int, pad: int, name: str) -> Conv:
+            return Conv(
                 self._width(features),
                 (kernel, kernel),
                 strides=(stride, stride),
@@ -304,7 +304,7 @@ class ConvFilter(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool = False):
         x = to_nhwc(x)
-        y = nn.Conv(
+        y = Conv(
             self.features,
             (self.kernel_size, self.kernel_size),
             padding=self.padding,

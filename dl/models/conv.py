@@ -2,22 +2,27 @@
 
 `Conv` is a drop-in for `flax.linen.Conv` (same parameters: `kernel`
 [kh, kw, in, out] and `bias` [out], same initializers, so checkpoints do not
-depend on the implementation) that computes the convolution one of two ways:
+depend on the implementation) that computes the convolution one of three ways:
 
   'xla'      `lax.conv_general_dilated`, which XLA lowers to the backend's
              convolution (cuDNN on a GPU, Eigen on a CPU).
+  'banded'   one matmul of row windows of the input against a banded kernel
+             matrix (`conv_banded`): each block of adjacent output columns
+             is a window of the kh input rows under it times a matrix whose
+             columns are the kernel shifted by one stride each.
   'patches'  patch extraction plus one matmul: the kh * kw shifted (strided)
              views of the input are stacked channels-first, [kh * kw, in,
              batch, out_h, out_w], and contracted with the kernel in a single
              dot. Its gradients are a dot and a sum of shifted slices.
-  'auto'     'patches' on a CPU when the layer has few input channels (at
-             most PATCHES_MAX_IN_FEATURES), 'xla' otherwise.
+  'auto'     'banded' on a CPU for a stride-1 layer with few input channels
+             (at most BANDED_MAX_IN_FEATURES), 'xla' otherwise.
 
-Why: XLA's CPU convolution is slow when the input has one or a few channels
-(the first layer of an image model), where a conv is more memory movement
-than arithmetic; there the patch matmul is about twice as fast, forward and
-backward (figures in BUILD_NOTES.md). With many channels the backend's
-convolution wins, and on GPUs cuDNN is used throughout.
+Why: XLA's CPU convolution is slow for layers with few input channels (the
+first layers of LeNet-style models), where a conv is more memory movement
+than arithmetic, and its gradients are slower still. There the banded matmul
+is 3-5 times faster forward and backward (figures in BUILD_NOTES.md). With
+many channels, or a large strided stem, the backend's convolution wins, and
+on GPUs cuDNN is used throughout.
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ import jax.numpy as jnp
 
 from dl.errors import unknown_name
 
-IMPLEMENTATIONS = ("auto", "xla", "patches")
-PATCHES_MAX_IN_FEATURES = 4
+IMPLEMENTATIONS = ("auto", "xla", "banded", "patches")
+BANDED_MAX_IN_FEATURES = 8
 
 
 def _pair(value) -> tuple[int, int]:
@@ -108,14 +113,99 @@ def conv_patches(x: jax.Array, kernel: jax.Array, strides=(1, 1), padding="VALID
     return jnp.einsum("kcbhw,kcd->bhwd", patches, kernel.reshape(kh * kw, cin, cout))
 
 
-def resolve_implementation(implementation: str, in_features: int) -> str:
-    """'auto' -> 'patches' or 'xla' for this layer on the default backend."""
+def banded_block_width(out_width: int, features: int) -> int:
+    """Output columns per band for `conv_banded`: about 64 output values per row.
+
+    The band matrix multiplies a row of `block * features` outputs; around 64
+    that is wide enough for an efficient matmul, while the zeros in the band
+    (a factor `(block - 1) * stride + kw` over `kw`) stay few.
+    """
+    target = max(1, min(out_width, round(64 / max(features, 1))))
+    blocks = -(-out_width // target)
+    return -(-out_width // blocks)
+
+
+def conv_banded(
+    x: jax.Array, kernel: jax.Array, strides=(1, 1), padding="VALID", block: int | None = None
+) -> jax.Array:
+    """2-D cross-correlation as one matmul against a banded kernel matrix.
+
+    Each output row is computed in blocks of `block` adjacent output columns.
+    A block reads `win = (block - 1) * sw + kw` adjacent input columns of the
+    `kh` input rows under it, and its outputs are that [kh, win, in] window
+    times a band matrix [kh * win * in, block * out] whose column `q` holds the
+    kernel shifted right by `q * sw` (zeros elsewhere). So the whole layer is
+    one matmul of [batch * out_h * blocks, kh * win * in] by that band matrix,
+    built from `kh` row views of the input (not `kh * kw` patch views), and its
+    gradients are one matmul each plus sums of shifted slices. With `block=1`
+    it is the patch matmul of `conv_patches`.
+
+    Args:
+      x: [batch, height, width, in] (NHWC).
+      kernel: [kh, kw, in, out] (HWIO).
+      strides: (sh, sw).
+      padding: as for `explicit_padding`.
+      block: output columns per band; by default `banded_block_width`.
+
+    Returns:
+      [batch, out_h, out_w, out], equal to `lax.conv_general_dilated` with
+      the same arguments up to float rounding.
+    """
+    kh, kw, cin, cout = kernel.shape
+    sh, sw = _pair(strides)
+    (pt, pb), (pl, pr) = explicit_padding(padding, x.shape[1:3], (kh, kw), (sh, sw))
+    height, width = x.shape[1] + pt + pb, x.shape[2] + pl + pr
+    out_h = (height - kh) // sh + 1
+    out_w = (width - kw) // sw + 1
+    if out_h < 1 or out_w < 1:
+        raise ValueError(
+            f"input {tuple(x.shape[1:3])} (padded {(height, width)}) is smaller than "
+            f"the kernel {(kh, kw)}"
+        )
+    block = banded_block_width(out_w, cout) if block is None else int(block)
+    if block < 1:
+        raise ValueError(f"block must be a positive number of output columns, got {block}")
+    blocks = -(-out_w // block)
+    win = (block - 1) * sw + kw
+    # Extra zero columns on the right so that the last block is whole; its
+    # surplus outputs are cropped below.
+    needed = (blocks * block - 1) * sw + kw
+    pr += max(needed - width, 0)
+    if pt or pb or pl or pr:
+        x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    rows = jnp.stack(
+        [x[:, i : i + sh * (out_h - 1) + 1 : sh] for i in range(kh)], axis=2
+    )  # [batch, out_h, kh, width, in]
+    windows = jnp.stack(
+        [rows[:, :, :, b * block * sw : b * block * sw + win] for b in range(blocks)], axis=2
+    )  # [batch, out_h, blocks, kh, win, in]
+    band = jnp.stack(
+        [
+            jnp.pad(kernel, ((0, 0), (q * sw, win - q * sw - kw), (0, 0), (0, 0)))
+            for q in range(block)
+        ],
+        axis=3,
+    )  # [kh, win, in, block, out]
+    batch = x.shape[0]
+    y = jnp.dot(
+        windows.reshape(batch * out_h * blocks, kh * win * cin),
+        band.reshape(kh * win * cin, block * cout),
+    )  # [batch * out_h * blocks, block * out]
+    return y.reshape(batch, out_h, blocks * block, cout)[:, :, :out_w]
+
+
+def resolve_implementation(implementation: str, in_features: int, strides=(1, 1)) -> str:
+    """'auto' -> 'banded' or 'xla' for this layer on the default backend."""
     if implementation not in IMPLEMENTATIONS:
         raise unknown_name("conv implementation", implementation, IMPLEMENTATIONS)
     if implementation != "auto":
         return implementation
-    if jax.default_backend() == "cpu" and in_features <= PATCHES_MAX_IN_FEATURES:
-        return "patches"
+    if (
+        jax.default_backend() == "cpu"
+        and in_features <= BANDED_MAX_IN_FEATURES
+        and _pair(strides) == (1, 1)
+    ):
+        return "banded"
     return "xla"
 
 
@@ -132,7 +222,7 @@ class Conv(nn.Module):
       param_dtype: parameter dtype.
       kernel_init: kernel initializer (LeCun normal, as flax's).
       bias_init: bias initializer (zeros).
-      implementation: 'auto', 'xla' or 'patches' (module docstring).
+      implementation: 'auto', 'xla', 'banded' or 'patches' (module docstring).
     """
 
     features: int
@@ -157,7 +247,10 @@ class Conv(nn.Module):
         )
         x = x.astype(self.dtype)
         kernel = kernel.astype(self.dtype)
-        if resolve_implementation(self.implementation, cin) == "patches":
+        implementation = resolve_implementation(self.implementation, cin, strides)
+        if implementation == "banded":
+            y = conv_banded(x, kernel, strides, self.padding)
+        elif implementation == "patches":
             y = conv_patches(x, kernel, strides, self.padding)
         else:
             padding = self.padding

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from dl.errors import unknown_name
 from dl.models.cnn import to_nhwc
+from dl.models.conv import Conv
 
 # He et al. 2015 initialisation for convs feeding ReLUs, in torchvision's fan-out form.
 conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -33,9 +34,9 @@ def _pad(p: int) -> tuple[tuple[int, int], tuple[int, int]]:
     return ((p, p), (p, p))
 
 
-def _conv(features: int, kernel: int, strides: int, dtype: Any, name: str) -> nn.Conv:
+def _conv(features: int, kernel: int, strides: int, dtype: Any, name: str) -> Conv:
     """Bias-free square conv with torchvision-style symmetric padding `kernel // 2`."""
-    return nn.Conv(
+    return Conv(
         features,
         (kernel, kernel),
         strides=(strides, strides),

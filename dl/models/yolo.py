@@ -36,6 +36,7 @@ import jax.numpy as jnp
 
 from dl.errors import unknown_name
 from dl.models.cnn import adaptive_avg_pool, to_nhwc
+from dl.models.conv import Conv
 
 BACKBONES = ("small", "paper")
 HEADS = ("conv", "dense")
@@ -105,7 +106,7 @@ class YOLOv1(nn.Module):
     dtype: Any = jnp.float32
 
     def _conv_block(self, x, features, kernel, stride, train, name):
-        x = nn.Conv(
+        x = Conv(
             features,
             (kernel, kernel),
             strides=(stride, stride),
@@ -170,12 +171,10 @@ class YOLOv1(nn.Module):
             x = x.reshape((x.shape[0], s, s, depth))
         else:
             x = adaptive_avg_pool(x, (s, s))  # [batch, S, S, features]
-            x = nn.Conv(self.head_hidden, (3, 3), padding="SAME", dtype=self.dtype, name="hidden")(
-                x
-            )
+            x = Conv(self.head_hidden, (3, 3), padding="SAME", dtype=self.dtype, name="hidden")(x)
             x = leaky_relu(x)
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-            x = nn.Conv(depth, (1, 1), dtype=self.dtype, name="out")(x)
+            x = Conv(depth, (1, 1), dtype=self.dtype, name="out")(x)
         return x.astype(jnp.float32)  # [batch, S, S, B*5 + C]
 
 

@@ -37,6 +37,7 @@ def test_lecture_worked_convolution():
         nn.Conv(1, (3, 3), strides=1, padding="VALID", use_bias=False),
         Conv(1, (3, 3), padding="VALID", use_bias=False, implementation="xla"),
         Conv(1, (3, 3), padding="VALID", use_bias=False, implementation="patches"),
+        Conv(1, (3, 3), padding="VALID", use_bias=False, implementation="banded"),
     ):
         y = conv.apply(params, jnp.asarray(image.reshape(1, 5, 5, 1)))  # [1, 3, 3, 1]
         np.testing.assert_array_equal(np.asarray(y)[0, :, :, 0], expected)
@@ -51,16 +52,18 @@ def test_lecture_worked_convolution():
         ((11, 11), 4, 2, 3, (35, 35)),  # AlexNet's stem
         ((7, 7), 2, ((3, 3), (3, 3)), 3, (16, 16)),  # ResNet's stem
         ((1, 3), (1, 2), "VALID", 6, (5, 9)),
+        ((5, 5), 1, "VALID", 6, (12, 12)),  # LeNet-5's second layer
+        ((3, 2), (2, 3), ((1, 0), (2, 1)), 2, (11, 13)),  # uneven strides and padding
     ],
 )
-def test_patch_convolution_equals_xla_convolution_and_its_gradients(
+def test_patch_and_banded_convolutions_equal_xla_convolution_and_its_gradients(
     kernel, strides, padding, cin, size
 ):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((2, *size, cin)), jnp.float32)
     models = {
         impl: Conv(4, kernel, strides=strides, padding=padding, implementation=impl)
-        for impl in ("xla", "patches")
+        for impl in ("xla", "patches", "banded")
     }
     variables = models["xla"].init(jax.random.key(0), x)
     # flax's own Conv is the reference for the parameters and the output.
@@ -73,20 +76,42 @@ def test_patch_convolution_equals_xla_convolution_and_its_gradients(
         )
     for impl in models:
         np.testing.assert_allclose(outs[impl], ref, atol=1e-5, err_msg=impl)
-    for a, b in zip(jax.tree.leaves(grads["xla"]), jax.tree.leaves(grads["patches"]), strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-4)
+    for impl in ("patches", "banded"):
+        for a, b in zip(jax.tree.leaves(grads["xla"]), jax.tree.leaves(grads[impl]), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-4, err_msg=impl)
 
 
-def test_conv_implementation_is_checked_and_auto_picks_patches_for_few_channels_on_cpu():
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 7, 8])
+def test_banded_convolution_any_block_width_equals_xla(block):
+    """Blocks that do not divide the output width pad it and crop the surplus."""
+    from dl.models.conv import conv_banded
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((3, 10, 11, 2)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((3, 4, 2, 5)), jnp.float32)
+    for strides, padding in (((1, 1), "VALID"), ((2, 1), "SAME"), ((1, 2), "SAME")):
+        ref = jax.lax.conv_general_dilated(
+            x, kernel, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        out = conv_banded(x, kernel, strides, padding, block=block)
+        np.testing.assert_allclose(out, ref, atol=1e-5, err_msg=f"{strides} {padding}")
+    with pytest.raises(ValueError, match="block must be a positive number"):
+        conv_banded(x, kernel, block=0)
+
+
+def test_conv_implementation_is_checked_and_auto_picks_banded_for_few_channels_on_cpu():
     from dl.models.conv import resolve_implementation
 
     with pytest.raises(
         ValueError,
-        match="unknown conv implementation 'fft'; known conv implementations: auto, patches, xla",
+        match="unknown conv implementation 'fft'; known conv implementations: "
+        "auto, banded, patches, xla",
     ):
         Conv(4, implementation="fft").init(jax.random.key(0), jnp.zeros((1, 4, 4, 1)))
     if jax.default_backend() == "cpu":
-        assert resolve_implementation("auto", 1) == "patches"
+        assert resolve_implementation("auto", 1) == "banded"
+        assert resolve_implementation("auto", 6) == "banded"
+        assert resolve_implementation("auto", 3, strides=2) == "xla"  # a strided stem
         assert resolve_implementation("auto", 64) == "xla"
 
 
