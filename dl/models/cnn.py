@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from dl.errors import unknown_name
 from dl.models.conv import Conv
+from dl.models.dense import Dense
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
@@ -162,9 +163,9 @@ class CNN(nn.Module):
                 x = pool_fn(x, window, strides=window)
         x = x.reshape((x.shape[0], -1))  # [batch, height_n * width_n * features_n]
         for i, size in enumerate(self.dense_sizes):
-            x = act(nn.Dense(size, dtype=self.dtype, name=f"dense{i}")(x))  # [batch, size]
+            x = act(Dense(size, dtype=self.dtype, name=f"dense{i}")(x))  # [batch, size]
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        x = nn.Dense(self.num_outputs, dtype=self.dtype, name="head")(x)
+        x = Dense(self.num_outputs, dtype=self.dtype, name="head")(x)
         return x.astype(jnp.float32)  # [batch, num_outputs]
 
 
@@ -261,8 +262,8 @@ class AlexNet(nn.Module):
         x = x.reshape((x.shape[0], -1))  # [batch, pooled_size**2 * channels]
         for i in range(2):
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-            x = nn.relu(nn.Dense(self.dense_size, dtype=self.dtype, name=f"dense{i}")(x))
-        x = nn.Dense(self.num_outputs, dtype=self.dtype, name="head")(x)
+            x = nn.relu(Dense(self.dense_size, dtype=self.dtype, name=f"dense{i}")(x))
+        x = Dense(self.num_outputs, dtype=self.dtype, name="head")(x)
         return x.astype(jnp.float32)  # [batch, num_outputs]
 
 

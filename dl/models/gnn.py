@@ -35,6 +35,7 @@ import jraph
 import numpy as np
 
 from dl.errors import ConfigError, unknown_name
+from dl.models.dense import Dense
 from dl.models.mlp import activation as activation_fn
 
 GraphsTuple = jraph.GraphsTuple
@@ -450,7 +451,7 @@ class GCNLayer(nn.Module):
             in_features] slots of `to_graphs_tuple(..., pack=False)`; they are
             packed after the linear map.
         """
-        h = nn.Dense(self.features, use_bias=False, dtype=self.dtype, name="linear")(
+        h = Dense(self.features, use_bias=False, dtype=self.dtype, name="linear")(
             graph.nodes
         )  # [nodes, features]
         if dense_nodes:
@@ -502,7 +503,7 @@ class GATLayer(nn.Module):
     def __call__(self, graph: GraphsTuple, *, dense_nodes: bool = False) -> GraphsTuple:
         """Applies the layer (`dense_nodes` as for `GCNLayer`)."""
         heads, width = self.num_heads, self.features
-        z = nn.Dense(heads * width, use_bias=False, dtype=self.dtype, name="linear")(graph.nodes)
+        z = Dense(heads * width, use_bias=False, dtype=self.dtype, name="linear")(graph.nodes)
         if dense_nodes:
             z = pack_nodes(z, graph.n_node[:-1])
         num_nodes = z.shape[0]
@@ -542,8 +543,8 @@ class _UpdateMLP(nn.Module):
         act = activation_fn(self.activation)
         h = jnp.concatenate([p.astype(self.dtype) for p in parts if p is not None], axis=-1)
         for i, width in enumerate(self.hidden_sizes):
-            h = act(nn.Dense(int(width), dtype=self.dtype, name=f"hidden_{i}")(h))
-        return nn.Dense(self.features, dtype=self.dtype, name="output")(h)
+            h = act(Dense(int(width), dtype=self.dtype, name=f"hidden_{i}")(h))
+        return Dense(self.features, dtype=self.dtype, name="output")(h)
 
 
 class GraphNetworkBlock(nn.Module):
@@ -742,7 +743,7 @@ class GraphClassifier(nn.Module):
             name="graph_layers",
         )(graph, train=train)
         pooled = readout(graph, self.readout)[:batch]  # [batch, features]
-        return nn.Dense(self.num_outputs, dtype=self.dtype, name="output")(pooled)
+        return Dense(self.num_outputs, dtype=self.dtype, name="output")(pooled)
 
 
 class NodeClassifier(nn.Module):

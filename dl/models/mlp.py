@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dl.errors import ConfigError, unknown_name
+from dl.models.dense import Dense
 
 ACTIVATIONS = {
     "sigmoid": nn.sigmoid,
@@ -53,7 +54,7 @@ class Perceptron(nn.Module):
     @nn.compact
     def __call__(self, x, *, train: bool = False):
         init = nn.initializers.zeros if self.zero_init else nn.initializers.lecun_normal()
-        return nn.Dense(self.num_outputs, kernel_init=init, dtype=self.dtype, name="unit")(
+        return Dense(self.num_outputs, kernel_init=init, dtype=self.dtype, name="unit")(
             flatten(x)
         )  # [batch, num_outputs]
 
@@ -89,7 +90,7 @@ class MLP(nn.Module):
             )
         h = flatten(x).astype(self.dtype)  # [batch, features]
         for i, width in enumerate(self.hidden_sizes):
-            h = act(nn.Dense(int(width), dtype=self.dtype, name=f"hidden_{i}")(h))
+            h = act(Dense(int(width), dtype=self.dtype, name=f"hidden_{i}")(h))
             if self.dropout_rate > 0:
                 h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
-        return nn.Dense(self.num_outputs, dtype=self.dtype, name="output")(h)  # [batch, outputs]
+        return Dense(self.num_outputs, dtype=self.dtype, name="output")(h)  # [batch, outputs]

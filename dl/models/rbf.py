@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dl.errors import ConfigError, unknown_name
+from dl.models.dense import Dense
 from dl.models.mlp import flatten
 
 CONSTANTS = "constants"  # variable collection of the centres / widths that are not trained
@@ -97,7 +98,7 @@ class RBFNetwork(nn.Module):
             x, centers.astype(self.dtype), jnp.exp(log_widths).astype(self.dtype)
         )  # [batch, centers]
         self.sow("intermediates", "phi", phi)
-        return nn.Dense(self.num_outputs, dtype=self.dtype, name="output")(phi)
+        return Dense(self.num_outputs, dtype=self.dtype, name="output")(phi)
 
 
 def kmeans_centers(x, k: int, seed: int, iters: int = 100, tol: float = 1e-7) -> np.ndarray:

@@ -31,6 +31,7 @@ import numpy as np
 from flax import linen as nn
 
 from dl.errors import unknown_name
+from dl.models.dense import Dense
 
 Array = jax.Array
 Dtype = Any
@@ -84,14 +85,14 @@ class SimpleRNNCell(nn.Module):
             ``(h', h')``: the new carry and the output, both ``[*batch, hidden]``.
         """
         dense = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        xh = nn.Dense(
+        xh = Dense(
             self.hidden_size,
             kernel_init=self.kernel_init,
             bias_init=self.bias_init,
             name="input",
             **dense,
         )(x)
-        hh = nn.Dense(
+        hh = Dense(
             self.hidden_size,
             use_bias=False,
             kernel_init=self.recurrent_kernel_init,
@@ -171,13 +172,13 @@ class LSTMCell(nn.Module):
         """
         c, h = carry
         dense = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        z = nn.Dense(
+        z = Dense(
             4 * self.hidden_size,
             kernel_init=self.kernel_init,
             bias_init=self.bias_init,
             name="input",
             **dense,
-        )(x) + nn.Dense(
+        )(x) + Dense(
             4 * self.hidden_size,
             use_bias=False,
             kernel_init=self.recurrent_kernel_init,
@@ -250,8 +251,8 @@ class GRUCell(nn.Module):
         """
         h = carry
         dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, bias_init=self.bias_init)
-        xi = nn.Dense(3 * self.hidden_size, kernel_init=self.kernel_init, name="input", **dense)(x)
-        hi = nn.Dense(
+        xi = Dense(3 * self.hidden_size, kernel_init=self.kernel_init, name="input", **dense)(x)
+        hi = Dense(
             3 * self.hidden_size, kernel_init=self.recurrent_kernel_init, name="hidden", **dense
         )(h)  # [*batch, 3 * hidden]
         x_r, x_z, x_n = jnp.split(xi, 3, axis=-1)
@@ -691,7 +692,7 @@ class RecurrentClassifier(nn.Module):
         )(x, lengths=lengths, train=train)  # [batch, time, D]
         h = _last_valid(outputs, lengths, self.hidden_size, self.bidirectional)  # [batch, D]
         h = nn.Dropout(rate=self.dropout_rate)(h, deterministic=not train)
-        return nn.Dense(self.num_outputs, dtype=self.dtype, name="head")(h)
+        return Dense(self.num_outputs, dtype=self.dtype, name="head")(h)
 
 
 class RecurrentRegressor(nn.Module):
@@ -759,7 +760,7 @@ class RecurrentRegressor(nn.Module):
         )(x, lengths=lengths, train=train)  # [batch, time, hidden]
         h = _last_valid(outputs, lengths, self.hidden_size, False)  # [batch, hidden]
         h = nn.Dropout(rate=self.dropout_rate)(h, deterministic=not train)
-        y = nn.Dense(self.horizon * self.num_outputs, dtype=self.dtype, name="head")(h)
+        y = Dense(self.horizon * self.num_outputs, dtype=self.dtype, name="head")(h)
         if self.flatten:
             return y  # [batch, horizon * num_outputs]
         return y.reshape(y.shape[0], self.horizon, self.num_outputs)
@@ -796,7 +797,7 @@ class CharLM(nn.Module):
             dtype=self.dtype,
         )
         self.dropout = nn.Dropout(rate=self.dropout_rate)
-        self.head = nn.Dense(self.vocab_size, dtype=self.dtype)
+        self.head = Dense(self.vocab_size, dtype=self.dtype)
 
     def initialize_carry(self, batch_size: int) -> tuple[Carry, ...]:
         """Returns the zero per-layer carries for ``batch_size`` sequences."""

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from dl.errors import unknown_name
 from dl.models.cnn import to_nhwc
 from dl.models.conv import Conv
+from dl.models.dense import Dense
 
 # He et al. 2015 initialisation for convs feeding ReLUs, in torchvision's fan-out form.
 conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -201,7 +202,7 @@ class ResNet(nn.Module):
                     name=f"stage{i + 1}_block{j + 1}",
                 )(x, train=train)
         x = jnp.mean(x, axis=(1, 2))  # [batch, channels]
-        x = nn.Dense(self.num_outputs, dtype=self.dtype, name="head")(x)
+        x = Dense(self.num_outputs, dtype=self.dtype, name="head")(x)
         return x.astype(jnp.float32)  # [batch, num_outputs]
 
 
@@ -261,7 +262,7 @@ class CifarResNet(nn.Module):
                     name=f"stage{i + 1}_block{j + 1}",
                 )(x, train=train)
         x = jnp.mean(x, axis=(1, 2))  # [batch, 4 * num_filters]
-        x = nn.Dense(self.num_outputs, dtype=self.dtype, name="head")(x)
+        x = Dense(self.num_outputs, dtype=self.dtype, name="head")(x)
         return x.astype(jnp.float32)  # [batch, num_outputs]
 
 

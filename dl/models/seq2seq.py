@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from dl.models.dense import Dense
 from dl.models.recurrent import StackedRecurrent, carry_hidden, make_cell
 
 Array = jax.Array
@@ -70,9 +71,9 @@ class DecoderStep(nn.Module):
             make_cell(self.cell, self.hidden_size, dtype=self.dtype) for _ in range(self.num_layers)
         ]
         if self.attention:
-            self.query = nn.Dense(self.hidden_size, use_bias=False, dtype=self.dtype)
-            self.energy = nn.Dense(1, use_bias=False, dtype=self.dtype)
-        self.out = nn.Dense(self.tgt_vocab_size, dtype=self.dtype)
+            self.query = Dense(self.hidden_size, use_bias=False, dtype=self.dtype)
+            self.energy = Dense(1, use_bias=False, dtype=self.dtype)
+        self.out = Dense(self.tgt_vocab_size, dtype=self.dtype)
 
     def __call__(
         self, carry: Sequence[Carry], emb_t: Array, memory: dict[str, Array]
@@ -149,7 +150,7 @@ class Seq2Seq(nn.Module):
             dtype=self.dtype,
         )
         if self.attention:
-            self.attention_keys = nn.Dense(self.hidden_size, use_bias=False, dtype=self.dtype)
+            self.attention_keys = Dense(self.hidden_size, use_bias=False, dtype=self.dtype)
         self.decoder = DecoderStep(
             cell=self.cell,
             hidden_size=self.hidden_size,

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from dl.errors import unknown_name
 from dl.models.cnn import adaptive_avg_pool, to_nhwc
 from dl.models.conv import Conv
+from dl.models.dense import Dense
 
 BACKBONES = ("small", "paper")
 HEADS = ("conv", "dense")
@@ -165,9 +166,9 @@ class YOLOv1(nn.Module):
         # x: [batch, H', W', features]
         if self.head == "dense":
             x = x.reshape((x.shape[0], -1))  # [batch, H' * W' * features]
-            x = leaky_relu(nn.Dense(self.head_hidden, dtype=self.dtype, name="hidden")(x))
+            x = leaky_relu(Dense(self.head_hidden, dtype=self.dtype, name="hidden")(x))
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-            x = nn.Dense(s * s * depth, dtype=self.dtype, name="out")(x)
+            x = Dense(s * s * depth, dtype=self.dtype, name="out")(x)
             x = x.reshape((x.shape[0], s, s, depth))
         else:
             x = adaptive_avg_pool(x, (s, s))  # [batch, S, S, features]
