@@ -41,10 +41,12 @@ flags.DEFINE_string("suite", "", "Comma-separated suite rows, or 'all': " + "row
 flags.DEFINE_integer("repeats", 20, "Timed blocks per row.")
 flags.DEFINE_integer("steps_per_block", 10, "Step calls per timed block.")
 flags.DEFINE_string("output", "", "Append the rows to this JSONL file.")
+REFERENCES = ("plain_jax", "bare_jax", "torch_eager", "torch_compile", "single_steps")
 flags.DEFINE_list(
     "references",
-    ["plain_jax", "bare_jax", "torch_eager", "torch_compile", "single_steps"],
-    "References to time beside dl on suite rows that have them.",
+    list(REFERENCES),
+    "References to time beside dl on suite rows that have them ('none' for "
+    "none): " + ", ".join(REFERENCES) + ".",
 )
 flags.DEFINE_bool(
     "warm_compile",
@@ -416,6 +418,13 @@ def main(argv):
     # (the cold/warm cache figures use a fresh directory of their own).
     jax.config.update("jax_compilation_cache_dir", None)
 
+    # An empty or misspelt list would silently time dl alone.
+    bad = [r for r in FLAGS.references if r not in REFERENCES and r != "none"]
+    if bad or not FLAGS.references:
+        common.fail(
+            f"--references got {bad or 'an empty list'}; give a comma-separated list of "
+            f"{', '.join(REFERENCES)}, or 'none' to time dl alone"
+        )
     rows = []
     if FLAGS.suite or FLAGS.lstm_layer:
         names = (

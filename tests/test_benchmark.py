@@ -70,6 +70,15 @@ def test_unknown_suite_row_is_named():
     assert "unknown suite rows ['resnet9000']; known: mlp_xor_fused" in proc.stderr
 
 
+def test_misspelt_or_empty_references_are_refused():
+    proc = run_binary("experiments.benchmark", "--suite=mlp_digits", "--references=plain_jx")
+    assert proc.returncode == 2
+    assert "--references got ['plain_jx']; give a comma-separated list of plain_jax" in proc.stderr
+    proc = run_binary("experiments.benchmark", "--suite=mlp_digits", "--references=")
+    assert proc.returncode == 2
+    assert "--references got an empty list" in proc.stderr
+
+
 def _to_plain(kind, p):
     """dl's parameters of a suite row, in the layout of benchmarks/plain_jax.py."""
     if kind == "mlp":
