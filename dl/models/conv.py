@@ -15,12 +15,12 @@ depend on the implementation) that computes the convolution one of three ways:
              batch, out_h, out_w], and contracted with the kernel in a single
              dot. Its gradients are a dot and a sum of shifted slices.
   'auto'     'banded' on a CPU for a stride-1 layer with few input channels
-             (at most BANDED_MAX_IN_FEATURES), 'xla' otherwise.
+             (see `resolve_implementation`), 'xla' otherwise.
 
 Why: XLA's CPU convolution is slow for layers with few input channels (the
 first layers of LeNet-style models), where a conv is more memory movement
 than arithmetic, and its gradients are slower still. There the banded matmul
-is 3-5 times faster forward and backward (figures in BUILD_NOTES.md). With
+is 2-6 times faster forward and backward (figures in BUILD_NOTES.md). With
 many channels, or a large strided stem, the backend's convolution wins, and
 on GPUs cuDNN is used throughout.
 """
@@ -38,6 +38,8 @@ from dl.errors import unknown_name
 
 IMPLEMENTATIONS = ("auto", "xla", "banded", "patches")
 BANDED_MAX_IN_FEATURES = 8
+BANDED_ANY_SIZE_MAX_IN_FEATURES = 4
+BANDED_WIDE_MAX_POSITIONS = 16 * 16
 
 
 def _pair(value) -> tuple[int, int]:
@@ -167,18 +169,33 @@ def conv_banded(
         raise ValueError(f"block must be a positive number of output columns, got {block}")
     blocks = -(-out_w // block)
     win = (block - 1) * sw + kw
-    # Extra zero columns on the right so that the last block is whole; its
-    # surplus outputs are cropped below.
-    needed = (blocks * block - 1) * sw + kw
+    # Block b reads input columns [b * step, b * step + win): whole chunks of
+    # `step` columns from b * step on, and the first columns of the chunk
+    # after them. Cutting the row views into whole chunks by a reshape
+    # (rather than slicing out each window) keeps the input gradient to
+    # win / step + 1 full-size additions, whatever the number of blocks.
+    # Extra zero columns on the right make every chunk read whole; outputs
+    # past out_w are cropped below.
+    step = block * sw
+    whole, rest = divmod(win, step)
+    needed = (blocks + whole + (1 if rest else 0) - 1) * step
     pr += max(needed - width, 0)
     if pt or pb or pl or pr:
         x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    batch = x.shape[0]
     rows = jnp.stack(
         [x[:, i : i + sh * (out_h - 1) + 1 : sh] for i in range(kh)], axis=2
-    )  # [batch, out_h, kh, width, in]
-    windows = jnp.stack(
-        [rows[:, :, :, b * block * sw : b * block * sw + win] for b in range(blocks)], axis=2
-    )  # [batch, out_h, blocks, kh, win, in]
+    )  # [batch, out_h, kh, padded width, in]
+
+    def chunks(start: int) -> jax.Array:  # [batch, out_h, kh, blocks, step, in]
+        part = rows[:, :, :, start : start + blocks * step]
+        return part.reshape(batch, out_h, kh, blocks, step, cin)
+
+    pieces = [chunks(j * step) for j in range(whole)]
+    if rest:
+        pieces.append(chunks(whole * step)[:, :, :, :, :rest])
+    windows = jnp.concatenate(pieces, axis=4) if len(pieces) > 1 else pieces[0]
+    windows = jnp.transpose(windows, (0, 1, 3, 2, 4, 5))  # [batch, out_h, blocks, kh, win, in]
     band = jnp.stack(
         [
             jnp.pad(kernel, ((0, 0), (q * sw, win - q * sw - kw), (0, 0), (0, 0)))
@@ -186,7 +203,6 @@ def conv_banded(
         ],
         axis=3,
     )  # [kh, win, in, block, out]
-    batch = x.shape[0]
     y = jnp.dot(
         windows.reshape(batch * out_h * blocks, kh * win * cin),
         band.reshape(kh * win * cin, block * cout),
@@ -194,16 +210,27 @@ def conv_banded(
     return y.reshape(batch, out_h, blocks * block, cout)[:, :, :out_w]
 
 
-def resolve_implementation(implementation: str, in_features: int, strides=(1, 1)) -> str:
-    """'auto' -> 'banded' or 'xla' for this layer on the default backend."""
+def resolve_implementation(
+    implementation: str, in_features: int, strides=(1, 1), out_size: tuple[int, int] | None = None
+) -> str:
+    """'auto' -> 'banded' or 'xla' for this layer on the default backend.
+
+    'banded' on a CPU for a stride-1 layer with at most BANDED_MAX_IN_FEATURES
+    input channels; from 5 channels on only while the output map has at most
+    BANDED_WIDE_MAX_POSITIONS positions (`out_size`, (height, width)): with 8
+    channels on a 32x32 or 64x64 map the windows no longer fit in cache and
+    XLA's convolution is about 1.3x faster.
+    """
     if implementation not in IMPLEMENTATIONS:
         raise unknown_name("conv implementation", implementation, IMPLEMENTATIONS)
     if implementation != "auto":
         return implementation
-    if (
-        jax.default_backend() == "cpu"
-        and in_features <= BANDED_MAX_IN_FEATURES
-        and _pair(strides) == (1, 1)
+    if jax.default_backend() != "cpu" or _pair(strides) != (1, 1):
+        return "xla"
+    if in_features <= BANDED_ANY_SIZE_MAX_IN_FEATURES:
+        return "banded"
+    if in_features <= BANDED_MAX_IN_FEATURES and (
+        out_size is None or out_size[0] * out_size[1] <= BANDED_WIDE_MAX_POSITIONS
     ):
         return "banded"
     return "xla"
@@ -247,7 +274,12 @@ class Conv(nn.Module):
         )
         x = x.astype(self.dtype)
         kernel = kernel.astype(self.dtype)
-        implementation = resolve_implementation(self.implementation, cin, strides)
+        (pt, pb), (pl, pr) = explicit_padding(self.padding, x.shape[1:3], (kh, kw), strides)
+        out_size = (
+            (x.shape[1] + pt + pb - kh) // strides[0] + 1,
+            (x.shape[2] + pl + pr - kw) // strides[1] + 1,
+        )
+        implementation = resolve_implementation(self.implementation, cin, strides, out_size)
         if implementation == "banded":
             y = conv_banded(x, kernel, strides, self.padding)
         elif implementation == "patches":

@@ -110,7 +110,9 @@ def test_conv_implementation_is_checked_and_auto_picks_banded_for_few_channels_o
         Conv(4, implementation="fft").init(jax.random.key(0), jnp.zeros((1, 4, 4, 1)))
     if jax.default_backend() == "cpu":
         assert resolve_implementation("auto", 1) == "banded"
-        assert resolve_implementation("auto", 6) == "banded"
+        assert resolve_implementation("auto", 6, out_size=(8, 8)) == "banded"  # LeNet's second
+        assert resolve_implementation("auto", 8, out_size=(64, 64)) == "xla"
+        assert resolve_implementation("auto", 3, out_size=(224, 224)) == "banded"
         assert resolve_implementation("auto", 3, strides=2) == "xla"  # a strided stem
         assert resolve_implementation("auto", 64) == "xla"
 
