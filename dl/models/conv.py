@@ -80,6 +80,24 @@ def explicit_padding(
     return pairs
 
 
+def output_geometry(
+    size: tuple[int, int], kernel: tuple[int, int], strides: tuple[int, int], padding
+) -> tuple[tuple[tuple[int, int], tuple[int, int]], tuple[int, int]]:
+    """The explicit padding and the output (height, width) of a convolution.
+
+    Raises:
+      ValueError: if the padded input is smaller than the kernel.
+    """
+    pads = explicit_padding(padding, size, kernel, strides)
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(size, pads, strict=True))
+    out = tuple((n - k) // s + 1 for n, k, s in zip(padded, kernel, strides, strict=True))
+    if min(out) < 1:
+        raise ValueError(
+            f"input {tuple(size)} (padded {padded}) is smaller than the kernel {tuple(kernel)}"
+        )
+    return pads, out
+
+
 def conv_patches(x: jax.Array, kernel: jax.Array, strides=(1, 1), padding="VALID") -> jax.Array:
     """2-D cross-correlation as patch extraction plus one matmul.
 
@@ -95,17 +113,12 @@ def conv_patches(x: jax.Array, kernel: jax.Array, strides=(1, 1), padding="VALID
     """
     kh, kw, cin, cout = kernel.shape
     sh, sw = _pair(strides)
-    (pt, pb), (pl, pr) = explicit_padding(padding, x.shape[1:3], (kh, kw), (sh, sw))
+    ((pt, pb), (pl, pr)), (out_h, out_w) = output_geometry(
+        x.shape[1:3], (kh, kw), (sh, sw), padding
+    )
     xt = jnp.transpose(x, (3, 0, 1, 2))  # [in, batch, height, width]
     if pt or pb or pl or pr:
         xt = jnp.pad(xt, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    out_h = (xt.shape[2] - kh) // sh + 1
-    out_w = (xt.shape[3] - kw) // sw + 1
-    if out_h < 1 or out_w < 1:
-        raise ValueError(
-            f"input {tuple(x.shape[1:3])} (padded {tuple(xt.shape[2:])}) is smaller than "
-            f"the kernel {(kh, kw)}"
-        )
     views = [
         xt[:, :, i : i + sh * (out_h - 1) + 1 : sh, j : j + sw * (out_w - 1) + 1 : sw]
         for i in range(kh)
@@ -155,15 +168,10 @@ def conv_banded(
     """
     kh, kw, cin, cout = kernel.shape
     sh, sw = _pair(strides)
-    (pt, pb), (pl, pr) = explicit_padding(padding, x.shape[1:3], (kh, kw), (sh, sw))
-    height, width = x.shape[1] + pt + pb, x.shape[2] + pl + pr
-    out_h = (height - kh) // sh + 1
-    out_w = (width - kw) // sw + 1
-    if out_h < 1 or out_w < 1:
-        raise ValueError(
-            f"input {tuple(x.shape[1:3])} (padded {(height, width)}) is smaller than "
-            f"the kernel {(kh, kw)}"
-        )
+    ((pt, pb), (pl, pr)), (out_h, out_w) = output_geometry(
+        x.shape[1:3], (kh, kw), (sh, sw), padding
+    )
+    width = x.shape[2] + pl + pr
     block = banded_block_width(out_w, cout) if block is None else int(block)
     if block < 1:
         raise ValueError(f"block must be a positive number of output columns, got {block}")
@@ -274,11 +282,7 @@ class Conv(nn.Module):
         )
         x = x.astype(self.dtype)
         kernel = kernel.astype(self.dtype)
-        (pt, pb), (pl, pr) = explicit_padding(self.padding, x.shape[1:3], (kh, kw), strides)
-        out_size = (
-            (x.shape[1] + pt + pb - kh) // strides[0] + 1,
-            (x.shape[2] + pl + pr - kw) // strides[1] + 1,
-        )
+        _, out_size = output_geometry(x.shape[1:3], (kh, kw), strides, self.padding)
         implementation = resolve_implementation(self.implementation, cin, strides, out_size)
         if implementation == "banded":
             y = conv_banded(x, kernel, strides, self.padding)

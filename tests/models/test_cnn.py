@@ -218,3 +218,13 @@ def test_adaptive_avg_pool_matches_torch_definition():
     x = jnp.arange(16.0).reshape(1, 4, 4, 1)
     y = adaptive_avg_pool(x, (2, 2))
     np.testing.assert_allclose(np.asarray(y)[0, :, :, 0], [[2.5, 4.5], [10.5, 12.5]])
+
+
+@pytest.mark.parametrize("impl", ["xla", "banded", "patches"])
+def test_conv_on_an_input_smaller_than_its_kernel_names_both(impl):
+    with pytest.raises(
+        ValueError, match=r"input \(3, 3\) \(padded \(3, 3\)\) is smaller than the kernel \(5, 5\)"
+    ):
+        Conv(2, (5, 5), padding="VALID", implementation=impl).init(
+            jax.random.key(0), jnp.ones((1, 3, 3, 1))
+        )
