@@ -224,10 +224,10 @@ def resolve_implementation(
     """'auto' -> 'banded' or 'xla' for this layer on the default backend.
 
     'banded' on a CPU for a stride-1 layer with at most BANDED_MAX_IN_FEATURES
-    input channels; from 5 channels on only while the output map has at most
-    BANDED_WIDE_MAX_POSITIONS positions (`out_size`, (height, width)): with 8
-    channels on a 32x32 or 64x64 map the windows no longer fit in cache and
-    XLA's convolution is about 1.3x faster.
+    input channels; above BANDED_ANY_SIZE_MAX_IN_FEATURES only while the output
+    map has at most BANDED_WIDE_MAX_POSITIONS positions (`out_size`, (height,
+    width)): with 8 channels on a 32x32 or 64x64 map the windows no longer fit
+    in cache and XLA's convolution is about 1.3x faster.
     """
     if implementation not in IMPLEMENTATIONS:
         raise unknown_name("conv implementation", implementation, IMPLEMENTATIONS)
@@ -282,18 +282,15 @@ class Conv(nn.Module):
         )
         x = x.astype(self.dtype)
         kernel = kernel.astype(self.dtype)
-        _, out_size = output_geometry(x.shape[1:3], (kh, kw), strides, self.padding)
+        pads, out_size = output_geometry(x.shape[1:3], (kh, kw), strides, self.padding)
         implementation = resolve_implementation(self.implementation, cin, strides, out_size)
         if implementation == "banded":
-            y = conv_banded(x, kernel, strides, self.padding)
+            y = conv_banded(x, kernel, strides, pads)
         elif implementation == "patches":
-            y = conv_patches(x, kernel, strides, self.padding)
+            y = conv_patches(x, kernel, strides, pads)
         else:
-            padding = self.padding
-            if not isinstance(padding, str):
-                padding = explicit_padding(padding, x.shape[1:3], (kh, kw), strides)
             y = jax.lax.conv_general_dilated(
-                x, kernel, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+                x, kernel, strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
             )
         if self.use_bias:
             bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
