@@ -15,7 +15,7 @@ def base_config() -> ml_collections.ConfigDict:
     """Defaults for the shared fields of an experiment.
 
     Returns:
-      A ConfigDict with: name, seed, dataset, model, task, optimizer,
+      A ConfigDict with: name, seed, dataset, model, dtype, task, optimizer,
       schedule, grad_clip_norm, batch_size, eval_batch_size, num_train_steps,
       steps_per_call, log_every_steps, eval_every_steps,
       checkpoint_every_steps, keep_checkpoints, best_metric, target_metric,
@@ -34,6 +34,9 @@ def base_config() -> ml_collections.ConfigDict:
         )
     )
     c.model = ml_collections.ConfigDict(dict(name="mlp"))
+    # Compute dtype of the model: float32, bfloat16 or float16. Parameters and
+    # optimizer state stay float32. A `dtype` in the model's own fields wins.
+    c.dtype = "float32"
     c.task = "classification"
     c.optimizer = ml_collections.ConfigDict(
         dict(name="adam", learning_rate=1e-3, momentum=0.9, weight_decay=0.0)

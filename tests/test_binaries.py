@@ -151,6 +151,7 @@ def test_sigkill_mid_checkpoint_write_and_at_random_moments_resumes_exactly(tmp_
         (["--no_such_flag=1"], "Unknown command line flag 'no_such_flag'"),
         (["stray"], "unexpected positional arguments ['stray']"),
         (["--config.model.name=resnet9000"], "unknown model 'resnet9000'; known models"),
+        (["--config.dtype=float64"], "unknown dtype 'float64'; known dtypes"),
         (["--config.dataset.name=npz:/no/such/file.npz"], "npz file not found"),
     ],
 )

@@ -3,6 +3,7 @@
 import io
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -71,7 +72,8 @@ def test_bfloat16_compute_stays_close_to_float32(tmp_path):
     c = load_config("mlp_digits")
     c.num_train_steps = 1500
     f32 = train(c, str(tmp_path / "f32"), stream=io.StringIO())
-    c.model.dtype = "bfloat16"
+    c.dtype = "bfloat16"  # --config.dtype=bfloat16
+    assert build(c).model.dtype == jnp.bfloat16
     bf16 = train(c, str(tmp_path / "bf16"), stream=io.StringIO())
     state = Checkpoints(str(tmp_path / "bf16"), read_only=True).restore(build(c).abstract_state())[
         0

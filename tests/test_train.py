@@ -155,9 +155,27 @@ def test_changed_config_on_resume_is_refused(tmp_path):
     assert quiet_train(c, tmp_path)["step"] == 100
 
 
+def test_checkpoint_from_before_a_new_shared_field_resumes_with_its_default(tmp_path):
+    # A run written before config.dtype existed computed in float32.
+    c = load_config("mlp_xor")
+    c.target_metric = ""
+    c.num_train_steps = c.checkpoint_every_steps = 50
+    with c.unlocked():
+        del c["dtype"]
+    quiet_train(c, tmp_path)
+    c = load_config("mlp_xor")
+    c.target_metric = ""
+    c.num_train_steps, c.checkpoint_every_steps, c.dtype = 100, 50, "bfloat16"
+    with pytest.raises(ConfigError, match=r"dtype: 'float32' -> 'bfloat16'"):
+        quiet_train(c, tmp_path)
+    c.dtype = "float32"
+    assert quiet_train(c, tmp_path)["step"] == 100
+
+
 @pytest.mark.parametrize(
     "field,value,message",
     [
+        ("dtype", "bfloat8", "unknown dtype 'bfloat8'; known dtypes: bfloat16, float16, float32"),
         ("model.name", "transformer", "unknown model 'transformer'; known models: alexnet"),
         ("dataset.name", "mnist", "unknown dataset 'mnist'"),
         ("task", "ranking", "unknown task 'ranking'"),

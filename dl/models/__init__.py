@@ -83,13 +83,15 @@ def model_fields(constructor) -> dict[str, object]:
     return fields
 
 
-def build_model(cfg, num_outputs: int | None = None):
+def build_model(cfg, num_outputs: int | None = None, dtype: str | None = None):
     """Builds the model a config names.
 
     Args:
       cfg: the `model` field of an experiment config: `name` plus the model's
         own fields. `num_outputs` may be left out (or None) to take the task's.
       num_outputs: the output width the task needs.
+      dtype: the experiment's compute dtype (a DTYPES name), used unless `cfg`
+        sets the model's own `dtype`.
 
     Returns:
       A flax.linen Module.
@@ -117,6 +119,12 @@ def build_model(cfg, num_outputs: int | None = None):
             cfg["num_outputs"] = num_outputs
     if "num_classes" in fields and cfg.get("num_classes") is None and num_outputs is not None:
         cfg["num_classes"] = num_outputs  # heads that count classes, not outputs (YOLO)
+    if dtype is not None and "dtype" not in cfg:
+        if "dtype" not in fields:
+            if dtype != "float32":
+                raise ConfigError(f"model {name!r} has no dtype field; it computes in float32")
+        else:
+            cfg["dtype"] = dtype
     if "dtype" in cfg:
         if cfg["dtype"] not in DTYPES:
             raise unknown_name("dtype", str(cfg["dtype"]), DTYPES)

@@ -20,6 +20,7 @@ import jax
 import numpy as np
 import optax
 
+from dl.config import base_config
 from dl.data import SPLITS, Dataset, TrainOrder, eval_order, load_dataset
 from dl.errors import ConfigError
 from dl.models import build_model
@@ -198,7 +199,7 @@ def build(config) -> Experiment:
     """
     dataset = load_dataset(config.dataset)
     task = make_task(config.task, dataset)
-    model = build_model(config.model, task.num_outputs())
+    model = build_model(config.model, task.num_outputs(), dtype=config.get("dtype"))
     problem = task.check_model(model)  # e.g. vocabulary sizes against the data
     if problem:
         raise ConfigError(problem)
@@ -636,6 +637,10 @@ def _check_resumable(ckpts: Checkpoints, config_dict: dict, workdir: str) -> Non
             stored = ckpts.read_meta(step).get("config", {})
         except Exception:  # noqa: BLE001 -- an unreadable step is reported by restore
             continue
+        # A shared field added to dl after the checkpoint was written (e.g. dtype)
+        # had its default's behaviour then.
+        defaults = config_to_dict(base_config())
+        stored = {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
         diffs = [
             d
             for d in config_differences(stored, config_dict)
