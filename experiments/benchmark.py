@@ -9,6 +9,10 @@ persistent compilation cache warm), median and interquartile range of the
 step time, examples per second, FLOPs per step from XLA's cost analysis,
 achieved FLOP/s and its fraction of the device's peak (on CPU, the float32
 matmul throughput measured in the same run; on a GPU, the published peak).
+XLA counts a loop body once, so a row also counts the step's matrix products
+and convolutions from its jaxpr with every scan counted in full
+(`matmul_flops_per_step`, `matmul_gflops`, `matmul_fraction_of_peak`): for
+recurrent models that is the figure to read.
 
 Suite rows (SUITE) time references in the same process, in interleaved
 blocks, and add the median of the per-block ratios dl / reference:
@@ -185,7 +189,7 @@ def _dl_runner(config):
         return args_at(out[0], window["step"])
 
     runner = Runner(
-        lambda *a: exp.steps.train_many.lower(*a, steps=k, batch_size=batch),
+        lambda *a: exp.steps.train_many.trace(*a, steps=k, batch_size=batch),
         args_at(state, 0),
         advance,
         k,
@@ -249,7 +253,7 @@ def _plain_runner(kind, spec, config, batches, metrics: bool):
         pos["i"] = (pos["i"] + 1) % len(data)
         return (out[0], out[1], data[pos["i"]])
 
-    return Runner(step_fn.lower, (params, tx.init(params), data[0]), advance)
+    return Runner(step_fn.trace, (params, tx.init(params), data[0]), advance)
 
 
 def _torch_runner(kind, spec, config, batches, compiled: bool):
@@ -306,7 +310,7 @@ def _cached_compile_seconds(config) -> tuple[float, float] | None:
                 cc.reset_cache()
                 runner = _dl_runner(config)[3]
                 t0 = time.perf_counter()
-                runner.lower(*runner.args).compile()
+                runner.trace(*runner.args).lower().compile()
                 times.append(time.perf_counter() - t0)
             if not os.listdir(cache):
                 return None
@@ -373,6 +377,8 @@ def bench_config(name: str, config, row: Row | None, repeats: int, block: int, p
     if timing.flops and peak:
         out["peak_gflops"] = round(peak / 1e9, 1)
         out["fraction_of_peak"] = round(timing.flops / timing.median / peak, 3)
+    if timing.matmul_flops and peak:
+        out["matmul_fraction_of_peak"] = round(timing.matmul_flops / timing.median / peak, 3)
     for ref, other in timings.items():
         if ref == "dl":
             continue

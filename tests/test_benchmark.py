@@ -24,6 +24,41 @@ def test_device_batch_indices_equal_the_host_order(n, batch, steps):
             np.testing.assert_array_equal(np.asarray(got), order.indices(s)[0])
 
 
+# The 2-4-1 XOR MLP at batch 4: forward x W1 (2*4*2*4) and h W2 (2*4*4*1); backward
+# h^T dy (2*4*4*1), dy W2^T (2*4*1*4) and x^T dh (2*2*4*4); the inputs get no gradient.
+XOR_STEP_PRODUCT_FLOPS = 64 + 32 + 32 + 32 + 64
+
+
+def test_product_flops_count_loops_in_full():
+    import jax
+    from jax import lax
+
+    from dl.tools.benchmark import product_flops
+
+    w, h0 = jnp.ones((8, 16)), jnp.ones((3, 8))
+
+    def rnn(w, xs):  # 5 steps of [3, 8] x [8, 16]
+        return lax.scan(lambda h, x: (jnp.tanh(h @ w[:, :8] + x), None), h0, xs)[0]
+
+    xs = jnp.ones((5, 3, 8))
+    assert product_flops(jax.make_jaxpr(rnn)(w, xs)) == (5 * 2 * 3 * 8 * 8, True)
+    branches = jax.make_jaxpr(lambda p, a: lax.cond(p, lambda: a @ a @ a, lambda: a @ a))
+    assert product_flops(branches(True, jnp.ones((4, 4)))) == (2 * 2 * 4 * 4 * 4, True)
+    loop = jax.make_jaxpr(
+        lambda a, n: lax.while_loop(lambda c: c[1] < n, lambda c: (c[0] @ a, c[1] + 1), (a, 0))
+    )
+    assert product_flops(loop(jnp.ones((4, 4)), 3)) == (2 * 4 * 4 * 4, False)  # body once
+    conv = jax.make_jaxpr(
+        lambda x, k: lax.conv_general_dilated(
+            x, k, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=2
+        )
+    )
+    # Output [2, 4, 4, 6]; each value sums a 3x3 window of 4 / 2 input features.
+    assert product_flops(conv(jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 2, 6))))[0] == (
+        2 * (2 * 4 * 4 * 6) * (3 * 3 * 2)
+    )
+
+
 def test_benchmark_prints_a_row_with_flops_and_compile_time():
     proc = run_binary(
         "experiments.benchmark",
@@ -44,6 +79,7 @@ def test_benchmark_prints_a_row_with_flops_and_compile_time():
     ):
         assert key in row
     assert row["flops_per_step"] > 0
+    assert row["matmul_flops_per_step"] == XOR_STEP_PRODUCT_FLOPS
 
 
 def test_benchmark_suite_compares_with_references_and_reports_fused_speedup():
@@ -62,6 +98,8 @@ def test_benchmark_suite_compares_with_references_and_reports_fused_speedup():
     assert 0 < row["warm_cache_compile_seconds"] and 0 < row["cold_cache_compile_seconds"]
     fused = rows["mlp_xor_fused"]
     assert fused["steps_per_call"] == 50 and fused["fused_speedup"] > 0
+    # 50 steps in one scan, counted in full and reported per step.
+    assert fused["matmul_flops_per_step"] == XOR_STEP_PRODUCT_FLOPS
 
 
 def test_unknown_suite_row_is_named():

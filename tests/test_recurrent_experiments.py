@@ -161,3 +161,8 @@ def test_lstm_benchmark_rows():
     assert [r["length"] for r in rows] == [2, 4]
     for row in rows:
         assert row["compile_seconds"] > 0 and row["step_ms_median"] > 0
+        # Per time step, from the cell's equations (batch B=2, features F=3, hidden H=4):
+        # forward x W_x and h W_h, the weight gradients x^T dz and h^T dz, and dz W_h^T
+        # (the inputs get no gradient): 2 B 4H (F + H) + 2 B 4H (F + H) + 2 B 4H H.
+        per_time_step = 2 * 2 * 16 * (2 * 3 + 3 * 4)
+        assert row["matmul_flops_per_step"] == per_time_step * row["length"]

@@ -25,6 +25,10 @@ class Timing:
     compile_seconds: float
     step_seconds: list[float]
     flops: float | None
+    # Matrix products and convolutions per step with loops counted in full
+    # (`product_flops`), and whether that count is exact.
+    matmul_flops: float | None = None
+    matmul_flops_exact: bool = True
 
     @property
     def median(self) -> float:
@@ -46,6 +50,11 @@ class Timing:
         if self.flops:
             out["flops_per_step"] = self.flops
             out["achieved_gflops"] = round(self.flops / self.median / 1e9, 2)
+        if self.matmul_flops:
+            out["matmul_flops_per_step"] = self.matmul_flops
+            out["matmul_gflops"] = round(self.matmul_flops / self.median / 1e9, 2)
+            if not self.matmul_flops_exact:
+                out["matmul_flops_lower_bound"] = True  # a while loop counted once
         return out
 
 
@@ -61,24 +70,72 @@ def flops_of(compiled) -> float | None:
     return float(flops) if flops and flops > 0 else None
 
 
+def product_flops(jaxpr) -> tuple[float, bool]:
+    """FLOPs of the matrix products and convolutions in a jaxpr, loops counted in full.
+
+    XLA's cost analysis counts the body of a loop once, so a scan over 32 time
+    steps reports one step's products. This count walks the jaxpr instead: a
+    `scan` body counts `length` times, a `cond` its costliest branch, and a
+    product `2 * output size * contracted size` (a convolution: `2 * output
+    size * kernel window * input features per group`). Elementwise work is
+    left out.
+
+    Args:
+      jaxpr: a Jaxpr or ClosedJaxpr (e.g. `jax.jit(f).trace(*args).jaxpr`).
+
+    Returns:
+      (flops, exact): exact is False when the jaxpr holds a `while` loop, whose
+      trip count is unknown until it runs; its body is then counted once.
+    """
+    from jax.extend import core as jex
+
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    total, exact = 0.0, True
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name == "dot_general":
+            (contract, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            out = eqn.outvars[0].aval.shape
+            total += 2.0 * np.prod(out) * np.prod([lhs[d] for d in contract])
+        elif name == "conv_general_dilated":
+            rhs = eqn.invars[1].aval.shape
+            spec = eqn.params["dimension_numbers"].rhs_spec  # (out, in, *spatial)
+            window = np.prod([rhs[d] for d in spec[2:]]) * rhs[spec[1]]
+            total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * window
+        elif name == "cond":
+            counts = [product_flops(b) for b in eqn.params["branches"]]
+            total += max(c[0] for c in counts)
+            exact = exact and all(c[1] for c in counts)
+        else:
+            times = eqn.params["length"] if name == "scan" else 1
+            exact = exact and name != "while"
+            for sub in jex.jaxprs_in_params(eqn.params):
+                flops, sub_exact = product_flops(sub)
+                total += times * flops
+                exact = exact and sub_exact
+    return float(total), exact
+
+
 @dataclasses.dataclass
 class Runner:
     """One step to time: how to compile it, its first arguments, how to go on.
 
     Attributes:
-      lower: args -> jax Lowered (e.g. `jax.jit(f).lower`), compiled ahead of
-        time; None for a step that is not a JAX computation (see `call`).
+      trace: args -> `jax.stages.Traced` (e.g. `jax.jit(f).trace`), lowered and
+        compiled ahead of time, its products counted by `product_flops`; None
+        for a step that is not a JAX computation (see `call`).
       args: the first call's arguments.
       advance: (args, output) -> the next call's arguments (threads the state
         through, picks the next batch).
       steps_per_call: training steps one call performs (fused steps).
-      call: the step itself when `lower` is None (e.g. a PyTorch step); its
+      call: the step itself when `trace` is None (e.g. a PyTorch step); its
         first call counts as the compile time (torch.compile compiles there).
       sync: waits for a call's output (`jax.block_until_ready` by default; a
         PyTorch CPU step has finished when it returns).
     """
 
-    lower: Callable | None
+    trace: Callable | None
     args: tuple
     advance: Callable[[tuple, object], tuple]
     steps_per_call: int = 1
@@ -110,12 +167,16 @@ def time_steps(
     for name, r in runners.items():
         args = r.args
         t0 = time.perf_counter()
-        if r.lower is not None:
-            compiled = r.lower(*args).compile()
+        matmul, exact = None, True
+        if r.trace is not None:
+            traced = r.trace(*args)
+            compiled = traced.lower().compile()
             compile_seconds = time.perf_counter() - t0
             out = compiled(*args)  # the first call allocates; time the ones after it
             r.sync(out)
             flops = flops_of(compiled)
+            matmul, exact = product_flops(traced.jaxpr)
+            matmul = matmul / r.steps_per_call or None
         else:
             compiled = r.call
             out = compiled(*args)
@@ -134,7 +195,7 @@ def time_steps(
             args,
             # XLA's cost analysis counts a loop body once, whatever its trip
             # count: a fused call's figure is already that of one step.
-            Timing(compile_seconds, [], flops),
+            Timing(compile_seconds, [], flops, matmul, exact),
         ]
     if per_call * repeats * steps_per_block > budget_seconds:
         steps_per_block = max(1, int(budget_seconds / (repeats * per_call)))

@@ -52,7 +52,7 @@ def lstm_layer_runner(
         return optax.apply_updates(params, updates), opt_state, loss
 
     return Runner(
-        jax.jit(step, donate_argnums=(0, 1)).lower,
+        jax.jit(step, donate_argnums=(0, 1)).trace,
         (params, tx.init(params), x, target),
         lambda args, out: (out[0], out[1], *args[2:]),
     )
@@ -69,13 +69,13 @@ def lstm_layer_rows(
     """Times the LSTM layer's training step at each length, in interleaved blocks.
 
     XLA's cost analysis counts the body of a scan once, not once per step, so its FLOP
-    count is left out; `matmul_gflops_per_step` is the count of the cell's two matmuls,
-    forward and backward (3 x 2 x batch x length x (features + hidden) x 4 hidden).
+    count is left out; `matmul_flops_per_step` counts the step's products with the scan
+    counted in full (`dl.tools.benchmark.product_flops`), `matmul_gflops` their rate.
 
     Returns:
       One row per length: name, batch, length, hidden, features, device kind, compile
       seconds, median and interquartile range of the step time, sequences per second,
-      matmul GFLOPs per step and the GFLOP/s achieved.
+      FLOPs of the products per step and the GFLOP/s achieved.
     """
     runners = {f"lstm_layer_len{n}": lstm_layer_runner(n, batch, hidden, features) for n in lengths}
     timings = time_steps(runners, repeats=repeats, steps_per_block=steps_per_block)
@@ -84,7 +84,6 @@ def lstm_layer_rows(
     for n, name in zip(lengths, runners, strict=True):
         timing = timings[name]
         timing.flops = None
-        flops = 3 * 2 * batch * n * (features + hidden) * 4 * hidden
         rows.append(
             {
                 "name": name,
@@ -94,8 +93,6 @@ def lstm_layer_rows(
                 "features": features,
                 "device_kind": device,
                 **timing.row(batch),
-                "matmul_gflops_per_step": round(flops / 1e9, 3),
-                "achieved_gflops": round(flops / timing.median / 1e9, 2),
             }
         )
     return rows
