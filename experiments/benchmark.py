@@ -7,8 +7,9 @@ For each experiment prints one JSON row: device kind and count, parameter
 count, batch size, compile time of the first step (and again with the
 persistent compilation cache warm), median and interquartile range of the
 step time, examples per second, FLOPs per step from XLA's cost analysis,
-achieved FLOP/s and its fraction of the device's peak (on CPU, the float32
-matmul throughput measured in the same run; on a GPU, the published peak).
+achieved FLOP/s and its fraction of the device's peak for the dtype the model
+computes in (on CPU, the matmul throughput measured in that dtype in the same
+run; on a GPU, the published peak).
 XLA counts a loop body once, so a row also counts the step's matrix products
 and convolutions from its jaxpr with every scan counted in full
 (`matmul_flops_per_step`, `matmul_gflops`, `matmul_fraction_of_peak`): for
@@ -321,8 +322,12 @@ def _cached_compile_seconds(config) -> tuple[float, float] | None:
     return times[0], times[1]
 
 
-def bench_config(name: str, config, row: Row | None, repeats: int, block: int, peak: float) -> dict:
-    """Times dl's training step for a config (and the row's references); returns the row."""
+def bench_config(name: str, config, row: Row | None, repeats: int, block: int, peaks) -> dict:
+    """Times dl's training step for a config (and the row's references); returns the row.
+
+    `peaks` is a `Peaks`: the row's fractions of peak are taken against the
+    peak for the dtype the model computes in.
+    """
     import time
 
     import jax
@@ -374,11 +379,16 @@ def bench_config(name: str, config, row: Row | None, repeats: int, block: int, p
         "steps_per_call": k,
         **timing.row(batch),
     }
-    if timing.flops and peak:
-        out["peak_gflops"] = round(peak / 1e9, 1)
+    dtype = compute_dtype(config)
+    peak, source = peaks(dtype)
+    out.update(peak_gflops=round(peak / 1e9, 1), peak_source=source, peak_dtype=dtype)
+    if timing.flops:
+        # XLA's count is per device (after partitioning over the mesh), as is the peak.
         out["fraction_of_peak"] = round(timing.flops / timing.median / peak, 3)
-    if timing.matmul_flops and peak:
-        out["matmul_fraction_of_peak"] = round(timing.matmul_flops / timing.median / peak, 3)
+    if timing.matmul_flops:
+        # The jaxpr's count is the whole step's, over every device.
+        total = peak * (jax.device_count() if source == "published" else jax.process_count())
+        out["matmul_fraction_of_peak"] = round(timing.matmul_flops / timing.median / total, 3)
     for ref, other in timings.items():
         if ref == "dl":
             continue
@@ -400,17 +410,36 @@ def bench_config(name: str, config, row: Row | None, repeats: int, block: int, p
     return out
 
 
-def peak_flops() -> tuple[float, str]:
-    """The device's peak float32 FLOP/s and where the figure comes from."""
-    import jax
+def compute_dtype(config) -> str:
+    """The dtype a config's model computes in: model.dtype, else dtype, else float32."""
+    return str(config.model.get("dtype") or config.get("dtype") or "float32")
 
-    from dl.tools.benchmark import matmul_peak_flops, published_peak_flops
 
-    device = jax.devices()[0]
-    published = published_peak_flops(device.device_kind)
-    if device.platform != "cpu" and published:
-        return published, "published"
-    return matmul_peak_flops(), "measured_matmul"
+class Peaks:
+    """Peak FLOP/s of one device for a compute dtype, and where the figure comes from.
+
+    An accelerator's is its published dense peak for the dtype. On a CPU (or a
+    device or dtype with no published figure) it is the throughput of a
+    2048x2048 matmul in that dtype measured in this process (once per dtype):
+    on a CPU, that of the whole host, which every host device shares.
+    """
+
+    def __init__(self):
+        self._measured = {}
+
+    def __call__(self, dtype: str = "float32") -> tuple[float, str]:
+        import jax
+        import jax.numpy as jnp
+
+        from dl.tools.benchmark import matmul_peak_flops, published_peak_flops
+
+        device = jax.devices()[0]
+        published = published_peak_flops(device.device_kind, dtype)
+        if device.platform != "cpu" and published:
+            return published, "published"
+        if dtype not in self._measured:
+            self._measured[dtype] = matmul_peak_flops(dtype=jnp.dtype(dtype))
+        return self._measured[dtype], "measured_matmul"
 
 
 def main(argv):
@@ -448,12 +477,13 @@ def main(argv):
         config = common.load_config_flag("config")
         fused = int(config.get("steps_per_call", 1)) > 1
         jobs = [(config.get("name") or "config", config, Row("", {}, fused=fused))]
-    peak, source = peak_flops()
+    peaks = Peaks()
+    peak, source = peaks("float32")
     print(json.dumps({"peak_gflops": round(peak / 1e9, 1), "peak_source": source}), flush=True)
     for name, cfg, row in jobs:
         result = common.guard(
             lambda cfg=cfg, name=name, row=row: bench_config(
-                name, cfg, row, FLAGS.repeats, FLAGS.steps_per_block, peak
+                name, cfg, row, FLAGS.repeats, FLAGS.steps_per_block, peaks
             )
         )
         rows.append(result)

@@ -63,12 +63,16 @@ def test_benchmark_prints_a_row_with_flops_and_compile_time():
     proc = run_binary(
         "experiments.benchmark",
         f"--config={config_path('mlp_xor')}",
+        "--config.dtype=bfloat16",
         "--repeats=2",
         "--steps_per_block=2",
     )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     row = rows[-1]
+    # The fraction of peak is taken against a bfloat16 matmul measured in the same run.
+    assert row["peak_dtype"] == "bfloat16" and row["peak_source"] == "measured_matmul"
+    assert row["peak_gflops"] > 0 and "fraction_of_peak" in row
     assert row["parameters"] == 2 * 4 + 4 + 4 + 1
     for key in (
         "compile_seconds",
@@ -90,9 +94,12 @@ def test_benchmark_suite_compares_with_references_and_reports_fused_speedup():
         "--steps_per_block=2",
     )
     assert proc.returncode == 0, proc.stderr
-    rows = {r["name"]: r for r in map(json.loads, proc.stdout.strip().splitlines()[1:])}
+    header, *lines = proc.stdout.strip().splitlines()
+    rows = {r["name"]: r for r in map(json.loads, lines)}
+    rows["peak"] = json.loads(header)["peak_gflops"]  # measured once, float32
     row = rows["mlp_digits"]
     assert row["dl_over_plain_jax"] > 0 and row["dl_over_bare_jax"] > 0
+    assert row["peak_dtype"] == "float32" and row["peak_gflops"] == rows["peak"]
     for ref in ("torch_eager", "torch_compile"):  # timed, or skipped with the reason
         assert row.get(f"dl_over_{ref}", 0) > 0 or row[f"{ref}_skipped"]
     assert 0 < row["warm_cache_compile_seconds"] and 0 < row["cold_cache_compile_seconds"]
