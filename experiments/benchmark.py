@@ -2,6 +2,7 @@ r"""Benchmarks the jit-compiled training step of experiments.
 
     python -m experiments.benchmark --config=experiments/configs/mlp_digits.py
     python -m experiments.benchmark --suite=all [--output=bench.jsonl]
+    python -m experiments.benchmark --table=run1.jsonl,run2.jsonl,run3.jsonl
 
 For each experiment prints one JSON row: device kind and count, parameter
 count, batch size, compile time of the first step (and again with the
@@ -58,6 +59,13 @@ flags.DEFINE_bool(
     True,
     "Also time the compile with the persistent cache cold and warm (a fresh "
     "cache directory per row; the rest of the run uses no persistent cache).",
+)
+flags.DEFINE_list(
+    "table",
+    [],
+    "Instead of timing, print markdown tables of the rows in these JSONL files "
+    "(written by --output; one run per file, or several appended): step times "
+    "as medians over runs, ratios once per run.",
 )
 flags.DEFINE_bool(
     "lstm_layer",
@@ -444,6 +452,16 @@ class Peaks:
 
 def main(argv):
     common.reject_positional(argv)
+    if FLAGS.table:
+        if FLAGS.suite or FLAGS.config or FLAGS.lstm_layer:
+            common.fail("--table prints tables of earlier runs; it takes no --suite or --config")
+        from dl.tools.bench_table import tables
+
+        try:
+            print(tables(FLAGS.table), end="")
+        except (OSError, ValueError) as e:
+            common.fail(f"--table: {e}")
+        return
     common.setup_jax()
     import importlib
 

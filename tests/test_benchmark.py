@@ -187,3 +187,49 @@ def test_plain_jax_references_compute_dls_step(row):
     np.testing.assert_allclose(
         plain["grad_norm"], dl_metrics["grad_norm"].reshape(-1)[0], rtol=2e-4
     )
+
+
+def _row(name, step_ms, plain_ms, **extra):
+    return {
+        "name": name,
+        "parameters": 17,
+        "batch_size": 4,
+        "steps_per_call": 1,
+        "step_ms_median": step_ms,
+        "step_ms_iqr": 0.1,
+        "plain_jax_step_ms_median": plain_ms,
+        "dl_over_plain_jax": round(step_ms / plain_ms, 3),
+        **extra,
+    }
+
+
+def test_table_of_runs_gives_median_times_and_each_runs_ratio(tmp_path):
+    from dl.tools.bench_table import tables
+
+    runs = [(1.0, 2.0), (3.0, 3.0), (2.0, 4.0)]  # (dl ms, plain ms) in three processes
+    paths = []
+    for i, (dl_ms, plain_ms) in enumerate(runs):
+        path = tmp_path / f"run{i}.jsonl"
+        rows = [_row("mlp", dl_ms, plain_ms), _row("fused", 0.1, 0.1, fused_speedup=5.0 + i)]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        paths.append(str(path))
+    text = tables(paths)
+    assert text.startswith("3 run(s)")
+    # Medians over runs (2.0 ms and 3.0 ms); ratios 0.5, 1.0, 0.5 in run order.
+    assert "| mlp | 17 | 2.00 | 3.00 | 0.500, 1.000, 0.500 |" in text
+    assert "- `fused`: 5.000, 6.000, 7.000x" in text
+    appended = tmp_path / "appended.jsonl"
+    appended.write_text("".join(open(p).read() for p in paths))
+    assert tables([str(appended)]) == text
+
+
+def test_table_refuses_a_bad_file(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(_row("mlp", 1.0, 1.0)) + "\nnot json\n")
+    proc = run_binary("experiments.benchmark", f"--table={bad}")
+    assert proc.returncode == 2
+    assert f"{bad}:2 is not a JSON row" in proc.stderr
+    proc = run_binary("experiments.benchmark", f"--table={tmp_path / 'none.jsonl'}")
+    assert proc.returncode == 2 and "No such file" in proc.stderr
+    proc = run_binary("experiments.benchmark", f"--table={bad}", "--suite=all")
+    assert proc.returncode == 2 and "takes no --suite" in proc.stderr
