@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from dl.errors import unknown_name
 from dl.models.conv import Conv
 from dl.models.dense import Dense
+from dl.models.dropout import Dropout
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
@@ -164,7 +165,7 @@ class CNN(nn.Module):
         x = x.reshape((x.shape[0], -1))  # [batch, height_n * width_n * features_n]
         for i, size in enumerate(self.dense_sizes):
             x = act(Dense(size, dtype=self.dtype, name=f"dense{i}")(x))  # [batch, size]
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        x = Dropout(self.dropout_rate, deterministic=not train)(x)
         x = Dense(self.num_outputs, dtype=self.dtype, name="head")(x)
         return x.astype(jnp.float32)  # [batch, num_outputs]
 
@@ -261,7 +262,7 @@ class AlexNet(nn.Module):
         x = adaptive_avg_pool(x, (self.pooled_size, self.pooled_size))  # [batch, 6, 6, 256]
         x = x.reshape((x.shape[0], -1))  # [batch, pooled_size**2 * channels]
         for i in range(2):
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            x = Dropout(self.dropout_rate, deterministic=not train)(x)
             x = nn.relu(Dense(self.dense_size, dtype=self.dtype, name=f"dense{i}")(x))
         x = Dense(self.num_outputs, dtype=self.dtype, name="head")(x)
         return x.astype(jnp.float32)  # [batch, num_outputs]

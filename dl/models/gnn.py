@@ -36,6 +36,7 @@ import numpy as np
 
 from dl.errors import ConfigError, unknown_name
 from dl.models.dense import Dense
+from dl.models.dropout import Dropout
 from dl.models.mlp import activation as activation_fn
 
 GraphsTuple = jraph.GraphsTuple
@@ -688,7 +689,7 @@ class _GraphStack(nn.Module):
                 graph = graph._replace(edges=act(graph.edges), globals=act(graph.globals))
             nodes = act(graph.nodes)
             if self.dropout_rate > 0:
-                nodes = nn.Dropout(self.dropout_rate, deterministic=not train)(nodes)
+                nodes = Dropout(self.dropout_rate, deterministic=not train)(nodes)
             graph = graph._replace(nodes=nodes)
             dense = False
         if dense:

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from dl.errors import ConfigError, unknown_name
 from dl.models.dense import Dense
+from dl.models.dropout import Dropout
 
 ACTIVATIONS = {
     "sigmoid": nn.sigmoid,
@@ -92,5 +93,5 @@ class MLP(nn.Module):
         for i, width in enumerate(self.hidden_sizes):
             h = act(Dense(int(width), dtype=self.dtype, name=f"hidden_{i}")(h))
             if self.dropout_rate > 0:
-                h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+                h = Dropout(self.dropout_rate, deterministic=not train)(h)
         return Dense(self.num_outputs, dtype=self.dtype, name="output")(h)  # [batch, outputs]

@@ -32,6 +32,7 @@ from flax import linen as nn
 
 from dl.errors import unknown_name
 from dl.models.dense import Dense
+from dl.models.dropout import Dropout
 
 Array = jax.Array
 Dtype = Any
@@ -536,7 +537,7 @@ class StackedRecurrent(nn.Module):
             )
             for _ in range(self.num_layers)
         ]
-        self.dropout = nn.Dropout(rate=self.dropout_rate)
+        self.dropout = Dropout(rate=self.dropout_rate)
 
     @property
     def output_size(self) -> int:
@@ -691,7 +692,7 @@ class RecurrentClassifier(nn.Module):
             name="rnn",
         )(x, lengths=lengths, train=train)  # [batch, time, D]
         h = _last_valid(outputs, lengths, self.hidden_size, self.bidirectional)  # [batch, D]
-        h = nn.Dropout(rate=self.dropout_rate)(h, deterministic=not train)
+        h = Dropout(rate=self.dropout_rate)(h, deterministic=not train)
         return Dense(self.num_outputs, dtype=self.dtype, name="head")(h)
 
 
@@ -759,7 +760,7 @@ class RecurrentRegressor(nn.Module):
             name="rnn",
         )(x, lengths=lengths, train=train)  # [batch, time, hidden]
         h = _last_valid(outputs, lengths, self.hidden_size, False)  # [batch, hidden]
-        h = nn.Dropout(rate=self.dropout_rate)(h, deterministic=not train)
+        h = Dropout(rate=self.dropout_rate)(h, deterministic=not train)
         y = Dense(self.horizon * self.num_outputs, dtype=self.dtype, name="head")(h)
         if self.flatten:
             return y  # [batch, horizon * num_outputs]
@@ -796,7 +797,7 @@ class CharLM(nn.Module):
             dropout_rate=self.dropout_rate,
             dtype=self.dtype,
         )
-        self.dropout = nn.Dropout(rate=self.dropout_rate)
+        self.dropout = Dropout(rate=self.dropout_rate)
         self.head = Dense(self.vocab_size, dtype=self.dtype)
 
     def initialize_carry(self, batch_size: int) -> tuple[Carry, ...]:

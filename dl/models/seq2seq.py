@@ -21,6 +21,7 @@ import numpy as np
 from flax import linen as nn
 
 from dl.models.dense import Dense
+from dl.models.dropout import Dropout
 from dl.models.recurrent import StackedRecurrent, carry_hidden, make_cell
 
 Array = jax.Array
@@ -159,7 +160,7 @@ class Seq2Seq(nn.Module):
             attention=self.attention,
             dtype=self.dtype,
         )
-        self.dropout = nn.Dropout(rate=self.dropout_rate)
+        self.dropout = Dropout(rate=self.dropout_rate)
 
     def encode(
         self, src: Array, *, train: bool = False

@@ -38,6 +38,7 @@ from dl.errors import unknown_name
 from dl.models.cnn import adaptive_avg_pool, to_nhwc
 from dl.models.conv import Conv
 from dl.models.dense import Dense
+from dl.models.dropout import Dropout
 
 BACKBONES = ("small", "paper")
 HEADS = ("conv", "dense")
@@ -167,14 +168,14 @@ class YOLOv1(nn.Module):
         if self.head == "dense":
             x = x.reshape((x.shape[0], -1))  # [batch, H' * W' * features]
             x = leaky_relu(Dense(self.head_hidden, dtype=self.dtype, name="hidden")(x))
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            x = Dropout(self.dropout_rate, deterministic=not train)(x)
             x = Dense(s * s * depth, dtype=self.dtype, name="out")(x)
             x = x.reshape((x.shape[0], s, s, depth))
         else:
             x = adaptive_avg_pool(x, (s, s))  # [batch, S, S, features]
             x = Conv(self.head_hidden, (3, 3), padding="SAME", dtype=self.dtype, name="hidden")(x)
             x = leaky_relu(x)
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            x = Dropout(self.dropout_rate, deterministic=not train)(x)
             x = Conv(depth, (1, 1), dtype=self.dtype, name="out")(x)
         return x.astype(jnp.float32)  # [batch, S, S, B*5 + C]
 
