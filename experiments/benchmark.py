@@ -60,6 +60,12 @@ flags.DEFINE_bool(
     "Also time the compile with the persistent cache cold and warm (a fresh "
     "cache directory per row; the rest of the run uses no persistent cache).",
 )
+flags.DEFINE_string(
+    "profile_dir",
+    "",
+    "Also profile dl's step of each row into DIR/ROW (a trace for TensorBoard or "
+    "Perfetto) and add its costliest XLA ops by self time to the row ('profile').",
+)
 flags.DEFINE_list(
     "table",
     [],
@@ -410,6 +416,11 @@ def bench_config(name: str, config, row: Row | None, repeats: int, block: int, p
             out[f"dl_over_{ref}"] = round(float(np.median(ratios)), 3)
     for ref, why in skipped.items():
         out[f"{ref}_skipped"] = why
+    if FLAGS.profile_dir:
+        from dl.tools.profile import profile_steps
+
+        fresh = _dl_runner(config)[3]  # the timed runner's arguments were donated
+        out["profile"] = profile_steps(fresh, os.path.join(FLAGS.profile_dir, name))
     if FLAGS.warm_compile:
         cached = _cached_compile_seconds(config)
         if cached is not None:

@@ -233,3 +233,45 @@ def test_table_refuses_a_bad_file(tmp_path):
     assert proc.returncode == 2 and "No such file" in proc.stderr
     proc = run_binary("experiments.benchmark", f"--table={bad}", "--suite=all")
     assert proc.returncode == 2 and "takes no --suite" in proc.stderr
+
+
+def test_op_self_times_subtract_nested_ops_and_keep_one_module():
+    from dl.tools.profile import op_self_times
+
+    def event(name, ts, dur, tid=1, module="jit_step"):
+        args = {"hlo_module": module, "hlo_op": name}
+        return {"ph": "X", "pid": 1, "tid": tid, "ts": ts, "dur": dur, "name": name, "args": args}
+
+    trace = {
+        "traceEvents": [
+            event("while.1", 0, 100),  # a loop whose body ran two fusions
+            event("fusion.2", 10, 30),
+            event("fusion.2", 50, 30),
+            event("dot.3", 0, 40, tid=2),  # concurrently, on another thread
+            event("dot.3", 200, 5, module="jit_other"),  # another program
+            {"ph": "X", "pid": 1, "tid": 1, "ts": 0, "dur": 500, "name": "PjitFunction"},
+        ]
+    }
+    assert op_self_times(trace, "jit_step") == {
+        "while.1": {"self_us": 40.0, "count": 1},
+        "fusion.2": {"self_us": 60.0, "count": 2},
+        "dot.3": {"self_us": 40.0, "count": 1},
+    }
+
+
+def test_benchmark_profile_names_the_costliest_ops(tmp_path):
+    proc = run_binary(
+        "experiments.benchmark",
+        f"--config={config_path('mlp_digits')}",
+        "--repeats=2",
+        "--steps_per_block=2",
+        "--nowarm_compile",
+        f"--profile_dir={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    profile = json.loads(proc.stdout.strip().splitlines()[-1])["profile"]
+    assert profile["trace"].startswith(str(tmp_path / "mlp_digits")) and profile["step_ms"] > 0
+    ops = profile["top_ops"]
+    assert 0 < len(ops) <= 10
+    times = [op["self_ms_per_step"] for op in ops]
+    assert times == sorted(times, reverse=True) and times[0] > 0
