@@ -21,6 +21,7 @@ from dl.errors import unknown_name
 from dl.models.conv import Conv
 from dl.models.dense import Dense
 from dl.models.dropout import Dropout
+from dl.models.pool import max_pool
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
@@ -160,7 +161,7 @@ class CNN(nn.Module):
                         f"feature map {x.shape[1:3]} after conv stage {i} is smaller than "
                         f"the pooling window {window}; use a larger input or fewer stages"
                     )
-                pool_fn = nn.max_pool if self.pool == "max" else nn.avg_pool
+                pool_fn = max_pool if self.pool == "max" else nn.avg_pool
                 x = pool_fn(x, window, strides=window)
         x = x.reshape((x.shape[0], -1))  # [batch, height_n * width_n * features_n]
         for i, size in enumerate(self.dense_sizes):
@@ -245,20 +246,20 @@ class AlexNet(nn.Module):
                 name=name,
             )
 
-        def max_pool(y: jax.Array) -> jax.Array:
+        def pool3x3(y: jax.Array) -> jax.Array:
             if y.shape[1] < 3 or y.shape[2] < 3:
                 raise ValueError(
                     f"feature map {y.shape[1:3]} is smaller than AlexNet's 3x3 pooling window "
                     f"(input {input_hw}); use larger images, or AlexNetTiny for 32x32"
                 )
-            return nn.max_pool(y, (3, 3), strides=(2, 2))
+            return max_pool(y, (3, 3), strides=(2, 2))
 
         k, s, p = self.stem_kernel, self.stem_stride, self.stem_padding
-        x = max_pool(nn.relu(conv(64, k, s, p, "conv0")(x)))  # 224 -> 55 -> 27
-        x = max_pool(nn.relu(conv(192, 5, 1, 2, "conv1")(x)))  # 27 -> 13
+        x = pool3x3(nn.relu(conv(64, k, s, p, "conv0")(x)))  # 224 -> 55 -> 27
+        x = pool3x3(nn.relu(conv(192, 5, 1, 2, "conv1")(x)))  # 27 -> 13
         x = nn.relu(conv(384, 3, 1, 1, "conv2")(x))
         x = nn.relu(conv(256, 3, 1, 1, "conv3")(x))
-        x = max_pool(nn.relu(conv(256, 3, 1, 1, "conv4")(x)))  # 13 -> 6
+        x = pool3x3(nn.relu(conv(256, 3, 1, 1, "conv4")(x)))  # 13 -> 6
         x = adaptive_avg_pool(x, (self.pooled_size, self.pooled_size))  # [batch, 6, 6, 256]
         x = x.reshape((x.shape[0], -1))  # [batch, pooled_size**2 * channels]
         for i in range(2):

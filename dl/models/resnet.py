@@ -26,6 +26,7 @@ from dl.errors import unknown_name
 from dl.models.cnn import to_nhwc
 from dl.models.conv import Conv
 from dl.models.dense import Dense
+from dl.models.pool import max_pool
 
 # He et al. 2015 initialisation for convs feeding ReLUs, in torchvision's fan-out form.
 conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -192,7 +193,7 @@ class ResNet(nn.Module):
         x = to_nhwc(x)  # [batch, height, width, channels]
         x = _conv(self.num_filters, 7, 2, self.dtype, "stem_conv")(x)
         x = _norm(train, self.dtype, "stem_bn")(x)
-        x = nn.max_pool(nn.relu(x), (3, 3), strides=(2, 2), padding=_pad(1))  # [b, h/4, w/4, f]
+        x = max_pool(nn.relu(x), (3, 3), strides=(2, 2), padding=_pad(1))  # [b, h/4, w/4, f]
         for i, num_blocks in enumerate(self.stage_sizes):
             for j in range(num_blocks):
                 x = block(

@@ -39,6 +39,7 @@ from dl.models.cnn import adaptive_avg_pool, to_nhwc
 from dl.models.conv import Conv
 from dl.models.dense import Dense
 from dl.models.dropout import Dropout
+from dl.models.pool import max_pool
 
 BACKBONES = ("small", "paper")
 HEADS = ("conv", "dense")
@@ -149,7 +150,7 @@ class YOLOv1(nn.Module):
             i = 0
             for layer in PAPER_LAYOUT:
                 if layer == "M":
-                    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+                    x = max_pool(x, (2, 2), strides=(2, 2))
                 else:
                     x = self._conv_block(x, *layer, train, f"conv{i}")
                     i += 1
@@ -163,7 +164,7 @@ class YOLOv1(nn.Module):
                             f"feature map {x.shape[1:3]} after stage {stage} is too small to "
                             "pool; use larger images or fewer widths"
                         )
-                    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+                    x = max_pool(x, (2, 2), strides=(2, 2))
         # x: [batch, H', W', features]
         if self.head == "dense":
             x = x.reshape((x.shape[0], -1))  # [batch, H' * W' * features]
