@@ -400,8 +400,10 @@ def bench_config(name: str, config, row: Row | None, repeats: int, block: int, p
         # XLA's count is per device (after partitioning over the mesh), as is the peak.
         out["fraction_of_peak"] = round(timing.flops / timing.median / peak, 3)
     if timing.matmul_flops:
-        # The jaxpr's count is the whole step's, over every device.
-        total = peak * (jax.device_count() if source == "published" else jax.process_count())
+        # The jaxpr's count is the whole step's, over every device. A CPU's peak is
+        # its host's, shared by the host's devices; an accelerator's is one device's.
+        on_cpu = jax.devices()[0].platform == "cpu"
+        total = peak * (jax.process_count() if on_cpu else jax.device_count())
         out["matmul_fraction_of_peak"] = round(timing.matmul_flops / timing.median / total, 3)
     for ref, other in timings.items():
         if ref == "dl":
