@@ -345,6 +345,7 @@ def bench_config(name: str, config, row: Row | None, repeats: int, block: int, p
     import time
 
     import jax
+    import jax.numpy as jnp
     import numpy as np
 
     from dl.tools.benchmark import time_steps
@@ -393,7 +394,7 @@ def bench_config(name: str, config, row: Row | None, repeats: int, block: int, p
         "steps_per_call": k,
         **timing.row(batch),
     }
-    dtype = compute_dtype(config)
+    dtype = jnp.dtype(exp.model.dtype).name  # as build_model resolved it
     peak, source = peaks(dtype)
     out.update(peak_gflops=round(peak / 1e9, 1), peak_source=source, peak_dtype=dtype)
     if timing.flops:
@@ -429,11 +430,6 @@ def bench_config(name: str, config, row: Row | None, repeats: int, block: int, p
             out["cold_cache_compile_seconds"] = round(cached[0], 4)
             out["warm_cache_compile_seconds"] = round(cached[1], 4)
     return out
-
-
-def compute_dtype(config) -> str:
-    """The dtype a config's model computes in: model.dtype, else dtype, else float32."""
-    return str(config.model.get("dtype") or config.get("dtype") or "float32")
 
 
 class Peaks:

@@ -98,6 +98,14 @@ def output_geometry(
     return pads, out
 
 
+def _layer_geometry(x: jax.Array, kernel: jax.Array, strides, padding):
+    """(kh, kw, in, out), (sh, sw), explicit pads and (out_h, out_w) of an NHWC/HWIO layer."""
+    kh, kw, cin, cout = kernel.shape
+    sh, sw = _pair(strides)
+    pads, out = output_geometry(x.shape[1:3], (kh, kw), (sh, sw), padding)
+    return (kh, kw, cin, cout), (sh, sw), pads, out
+
+
 def conv_patches(x: jax.Array, kernel: jax.Array, strides=(1, 1), padding="VALID") -> jax.Array:
     """2-D cross-correlation as patch extraction plus one matmul.
 
@@ -111,10 +119,8 @@ def conv_patches(x: jax.Array, kernel: jax.Array, strides=(1, 1), padding="VALID
       [batch, out_h, out_w, out], equal to `lax.conv_general_dilated` with
       the same arguments up to float rounding.
     """
-    kh, kw, cin, cout = kernel.shape
-    sh, sw = _pair(strides)
-    ((pt, pb), (pl, pr)), (out_h, out_w) = output_geometry(
-        x.shape[1:3], (kh, kw), (sh, sw), padding
+    (kh, kw, cin, cout), (sh, sw), ((pt, pb), (pl, pr)), (out_h, out_w) = _layer_geometry(
+        x, kernel, strides, padding
     )
     xt = jnp.transpose(x, (3, 0, 1, 2))  # [in, batch, height, width]
     if pt or pb or pl or pr:
@@ -166,10 +172,8 @@ def conv_banded(
       [batch, out_h, out_w, out], equal to `lax.conv_general_dilated` with
       the same arguments up to float rounding.
     """
-    kh, kw, cin, cout = kernel.shape
-    sh, sw = _pair(strides)
-    ((pt, pb), (pl, pr)), (out_h, out_w) = output_geometry(
-        x.shape[1:3], (kh, kw), (sh, sw), padding
+    (kh, kw, cin, cout), (sh, sw), ((pt, pb), (pl, pr)), (out_h, out_w) = _layer_geometry(
+        x, kernel, strides, padding
     )
     width = x.shape[2] + pl + pr
     block = banded_block_width(out_w, cout) if block is None else int(block)

@@ -632,14 +632,14 @@ def _train(
 
 def _check_resumable(ckpts: Checkpoints, config_dict: dict, workdir: str) -> None:
     """Refuses to resume a workdir whose checkpoints were written with another config."""
+    # A shared field added to dl after a checkpoint was written (e.g. dtype) had
+    # its default's behaviour then.
+    defaults = config_to_dict(base_config())
     for step in reversed(ckpts.steps()):
         try:
             stored = ckpts.read_meta(step).get("config", {})
         except Exception:  # noqa: BLE001 -- an unreadable step is reported by restore
             continue
-        # A shared field added to dl after the checkpoint was written (e.g. dtype)
-        # had its default's behaviour then.
-        defaults = config_to_dict(base_config())
         stored = {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
         diffs = [
             d
