@@ -1,15 +1,14 @@
-"""In-memory datasets, splits and deterministic batching."""
+"""Datasets: sources, splits, standardization and deterministic batching.
 
-from dl.data.pipeline import (
-    SPLITS,
-    Dataset,
-    TrainOrder,
-    eval_order,
-    load_dataset,
-    make_dataset,
-    split_indices,
-)
-from dl.data.sources import FILE_SOURCES, SOURCES, Source, load_csv, load_npz, load_source
+`dl.data` imports nothing of dl.models (the two sit side by side at the
+bottom of dl's layers).
+"""
+
+from dl.data.files import load_csv, load_image_folder, load_npz
+from dl.data.pipeline import Dataset, TrainOrder, eval_order, load_dataset, make_dataset
+from dl.data.source import Source
+from dl.data.sources import FILE_SOURCES, SOURCES, load_source
+from dl.data.splits import SPLITS, split_indices
 
 __all__ = [
     "FILE_SOURCES",
@@ -21,6 +20,7 @@ __all__ = [
     "eval_order",
     "load_csv",
     "load_dataset",
+    "load_image_folder",
     "load_npz",
     "load_source",
     "make_dataset",

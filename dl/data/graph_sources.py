@@ -37,22 +37,15 @@ and `positions` (digits_grid), `num_graphs`, `seed`, `kind`, `min_nodes`,
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING
-
 import numpy as np
 from absl import logging
 
+import dl.data.graphs as graphs
+from dl.data.source import Source, option, read_npz
+from dl.data.splits import split_indices
 from dl.errors import ConfigError
 
-if TYPE_CHECKING:
-    from dl.data.sources import Source
-
 GRAPH_FIELDS = ("senders", "receivers", "n_node", "n_edge")
-
-
-def _get(cfg, name, default):
-    return cfg.get(name, default) if cfg is not None else default
 
 
 def _force_no_standardization(cfg, name: str) -> None:
@@ -62,7 +55,7 @@ def _force_no_standardization(cfg, name: str) -> None:
     mixes the node slots of unrelated graphs and, for a one-graph training
     split, maps every feature to zero.
     """
-    how = _get(cfg, "standardize", "feature")
+    how = option(cfg, "standardize", "feature")
     if how in ("none", False) or cfg is None:
         return
     logging.warning(
@@ -83,7 +76,7 @@ def _checked(data: dict, name: str, cfg) -> dict:
     """Validates dense graphs (nodes under "nodes") and returns them with nodes renamed to x."""
     from dl.models.gnn import check_dense_graphs
 
-    width = int(_get(cfg, "node_features", 0) or 0)
+    width = int(option(cfg, "node_features", 0) or 0)
     check_dense_graphs(data, name, width or None)
     out = {k: v for k, v in data.items() if k != "nodes"}
     out["x"] = np.asarray(data["nodes"], np.float32)
@@ -91,8 +84,6 @@ def _checked(data: dict, name: str, cfg) -> dict:
 
 
 def _graph_classification(data: dict, name: str, cfg, info: dict) -> Source:
-    from dl.data.sources import Source
-
     data = _checked(data, name, cfg)
     y = np.asarray(data["y"])
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
@@ -126,14 +117,12 @@ def _node_split_masks(y, evaluated, cfg) -> tuple[np.ndarray, np.ndarray]:
     `dataset.split_seed`) validate and the rest test; with a fraction of 0,
     validation and test are the same nodes.
     """
-    from dl.data.pipeline import split_indices
-
     held = np.flatnonzero(evaluated > 0)
     test = evaluated.astype(np.float32)
-    fraction = float(_get(cfg, "validation_fraction", 0.0))
+    fraction = float(option(cfg, "validation_fraction", 0.0))
     if fraction <= 0 or held.size == 0:
         return test, test.copy()
-    parts = split_indices(held.size, fraction, 0.0, int(_get(cfg, "split_seed", 0)), y[held])
+    parts = split_indices(held.size, fraction, 0.0, int(option(cfg, "split_seed", 0)), y[held])
     validation = np.zeros_like(test)
     validation[held[parts["validation"]]] = 1.0
     test = np.zeros_like(test)
@@ -143,13 +132,11 @@ def _node_split_masks(y, evaluated, cfg) -> tuple[np.ndarray, np.ndarray]:
 
 def _split_all_nodes(y: np.ndarray, cfg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Train / validation / test node masks [nodes] by the dataset's fractions (stratified)."""
-    from dl.data.pipeline import split_indices
-
     parts = split_indices(
         y.size,
-        float(_get(cfg, "validation_fraction", 0.15)),
-        float(_get(cfg, "test_fraction", 0.2)),
-        int(_get(cfg, "split_seed", 0)),
+        float(option(cfg, "validation_fraction", 0.15)),
+        float(option(cfg, "test_fraction", 0.2)),
+        int(option(cfg, "split_seed", 0)),
         y,
     )
     masks = []
@@ -169,8 +156,6 @@ def _node_classification(
     its `eval_mask` (split by `_node_split_masks`); with `split_all`, every
     node is labelled and the nodes are split by the dataset's fractions.
     """
-    from dl.data.sources import Source
-
     if "y" not in example:
         raise ConfigError(
             f"graph {name!r} has no node labels y; node classification needs y [nodes]"
@@ -227,12 +212,10 @@ def load_karate(cfg) -> Source:
     members drawn with label_seed), validation_fraction and split_seed (see
     the module docstring).
     """
-    from dl.data.graphs import karate_club
-
     _force_no_standardization(cfg, "karate")
-    example = karate_club(
-        labelled_per_class=int(_get(cfg, "labelled_per_class", 1)),
-        seed=int(_get(cfg, "label_seed", 0)),
+    example = graphs.karate_club(
+        labelled_per_class=int(option(cfg, "labelled_per_class", 1)),
+        seed=int(option(cfg, "label_seed", 0)),
     )
     info = {"source": "networkx.karate_club_graph", "node_features": "one-hot identity"}
     return _node_classification(example, "karate", cfg, info)
@@ -244,30 +227,26 @@ def load_digits_grid(cfg) -> Source:
     Node features: the intensity in [0, 1] and, with `positions`, the pixel's
     row and column scaled to [0, 1]. `connectivity`: 4 or 8 neighbours.
     """
-    from dl.data.graphs import digits_graphs
-
     _force_no_standardization(cfg, "digits_grid")
-    connectivity = int(_get(cfg, "connectivity", 4))
-    positions = bool(_get(cfg, "positions", True))
-    data = digits_graphs(connectivity, positions)
+    connectivity = int(option(cfg, "connectivity", 4))
+    positions = bool(option(cfg, "positions", True))
+    data = graphs.digits_graphs(connectivity, positions)
     info = {"source": "sklearn.load_digits as grid graphs", "connectivity": connectivity}
     return _graph_classification(data, "digits_grid", cfg, info)
 
 
 def load_graphs_synthetic(cfg) -> Source:
     """Synthetic graph classification from a seed (dl.data.graphs.synthetic_graphs)."""
-    from dl.data.graphs import synthetic_graphs
-
     _force_no_standardization(cfg, "graphs_synthetic")
-    kind = str(_get(cfg, "kind", "sbm"))
-    data = synthetic_graphs(
-        int(_get(cfg, "num_graphs", 1000)),
-        int(_get(cfg, "seed", 0)),
+    kind = str(option(cfg, "kind", "sbm"))
+    data = graphs.synthetic_graphs(
+        int(option(cfg, "num_graphs", 1000)),
+        int(option(cfg, "seed", 0)),
         kind=kind,
-        min_nodes=int(_get(cfg, "min_nodes", 8)),
-        max_nodes=int(_get(cfg, "max_nodes", 16)),
-        p_in=float(_get(cfg, "p_in", 0.7)),
-        p_out=float(_get(cfg, "p_out", 0.05)),
+        min_nodes=int(option(cfg, "min_nodes", 8)),
+        max_nodes=int(option(cfg, "max_nodes", 16)),
+        p_in=float(option(cfg, "p_in", 0.7)),
+        p_out=float(option(cfg, "p_out", 0.05)),
     )
     info = {"source": "synthetic graphs", "kind": kind, "node_features": "one-hot degree"}
     return _graph_classification(data, "graphs_synthetic", cfg, info)
@@ -281,18 +260,16 @@ def load_citation_synthetic(cfg) -> Source:
     of the evaluated papers validate and the rest test (1/3 gives Kipf &
     Welling's 500 validation and 1000 test papers).
     """
-    from dl.data.graphs import citation_graph
-
     _force_no_standardization(cfg, "citation_synthetic")
-    example = citation_graph(
-        num_nodes=int(_get(cfg, "num_nodes", 2708)),
-        num_undirected_edges=int(_get(cfg, "num_edges", 5278)),
-        num_features=int(_get(cfg, "node_features", 0) or 1433),
-        num_classes=int(_get(cfg, "num_classes", 7)),
-        homophily=float(_get(cfg, "homophily", 0.8)),
-        labelled_per_class=int(_get(cfg, "labelled_per_class", 20)),
-        num_evaluated=int(_get(cfg, "num_evaluated", 1500)),
-        seed=int(_get(cfg, "seed", 0)),
+    example = graphs.citation_graph(
+        num_nodes=int(option(cfg, "num_nodes", 2708)),
+        num_undirected_edges=int(option(cfg, "num_edges", 5278)),
+        num_features=int(option(cfg, "node_features", 0) or 1433),
+        num_classes=int(option(cfg, "num_classes", 7)),
+        homophily=float(option(cfg, "homophily", 0.8)),
+        labelled_per_class=int(option(cfg, "labelled_per_class", 20)),
+        num_evaluated=int(option(cfg, "num_evaluated", 1500)),
+        seed=int(option(cfg, "seed", 0)),
     )
     info = {"source": "synthetic Cora-sized citation graph", "node_features": "bag of words"}
     return _node_classification(example, "citation_synthetic", cfg, info)
@@ -301,7 +278,7 @@ def load_citation_synthetic(cfg) -> Source:
 def _budget(counts: np.ndarray, field: str, what: str, name: str, cfg) -> int:
     """Slots per graph for `what`: dataset.<field>, or the largest graph's count when 0."""
     largest = int(counts.max()) if counts.size else 0
-    budget = int(_get(cfg, field, 0) or 0)
+    budget = int(option(cfg, field, 0) or 0)
     if budget <= 0:
         return max(largest, 1)
     if largest > budget:
@@ -312,18 +289,6 @@ def _budget(counts: np.ndarray, field: str, what: str, name: str, cfg) -> int:
             "(graphs are never truncated)"
         )
     return budget
-
-
-def _read_npz(path: str) -> dict[str, np.ndarray]:
-    if not path:
-        raise ConfigError("graph_npz needs a path: use dataset.name='graph_npz:/path/to/file.npz'")
-    if not os.path.isfile(path):
-        raise ConfigError(f"graph file not found: {path!r}")
-    try:
-        with np.load(path) as f:
-            return {k: np.asarray(f[k]) for k in f.files}
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read graph file {path!r}: {e}") from e
 
 
 def _check_edges_in_graph(senders, receivers, n_node, n_edge, num_nodes: int, path: str) -> None:
@@ -447,13 +412,11 @@ def load_graph_npz(path: str, cfg=None) -> Source:
       The Source.
     """
     _force_no_standardization(cfg, f"graph_npz:{path}")
-    arrays = _read_npz(path)
+    arrays = read_npz(path, "graph_npz")
     info = {"file": path}
     if "n_node" in arrays:
         return _graph_classification(_pack_graphs(arrays, path, cfg), path, cfg, info)
-    from dl.data.graphs import load_edge_list_npz
-
-    example = load_edge_list_npz(path, undirected=bool(_get(cfg, "undirected", False)))
+    example = graphs.load_edge_list_npz(path, undirected=bool(option(cfg, "undirected", False)))
     _budget(example["n_node"], "max_nodes", "nodes", path, cfg)
     _budget(example["n_edge"], "max_edges", "edges", path, cfg)
     split_all = "label_mask" not in arrays

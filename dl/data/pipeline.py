@@ -13,10 +13,10 @@ import dataclasses
 
 import numpy as np
 
-from dl.data.sources import Source, load_source
+from dl.data.source import Source
+from dl.data.sources import load_source
+from dl.data.splits import split_indices
 from dl.errors import ConfigError
-
-SPLITS = ("train", "validation", "test")
 
 
 @dataclasses.dataclass
@@ -50,53 +50,6 @@ class Dataset:
         """Width of a regression target (1 for a scalar target)."""
         y = self.splits["train"]["y"]
         return 1 if y.ndim == 1 else int(np.prod(y.shape[1:]))
-
-
-def split_indices(
-    n: int,
-    validation_fraction: float,
-    test_fraction: float,
-    seed: int,
-    labels: np.ndarray | None = None,
-) -> dict[str, np.ndarray]:
-    """Deterministic train/validation/test split of n examples.
-
-    Classification sets are split per class (stratified), so every split keeps
-    the class proportions.
-
-    Args:
-      n: number of examples.
-      validation_fraction: fraction for validation, in [0, 1).
-      test_fraction: fraction for test, in [0, 1).
-      seed: the split's seed.
-      labels: class ids to stratify by, or None.
-
-    Returns:
-      split name -> sorted example indices.
-    """
-    for name, f in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 <= f < 1.0:
-            raise ConfigError(f"dataset.{name} must be in [0, 1), got {f}")
-    if validation_fraction + test_fraction >= 1.0:
-        raise ConfigError(
-            f"dataset.validation_fraction + dataset.test_fraction must be < 1, got "
-            f"{validation_fraction} + {test_fraction}"
-        )
-    rng = np.random.default_rng(seed)
-    groups = (
-        [np.arange(n)]
-        if labels is None
-        else [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    )
-    out = {s: [] for s in SPLITS}
-    for idx in groups:
-        idx = rng.permutation(idx)
-        n_test = int(round(test_fraction * len(idx)))
-        n_val = int(round(validation_fraction * len(idx)))
-        out["test"].append(idx[:n_test])
-        out["validation"].append(idx[n_test : n_test + n_val])
-        out["train"].append(idx[n_test + n_val :])
-    return {s: np.sort(np.concatenate(v)).astype(np.int64) for s, v in out.items()}
 
 
 STANDARDIZE = ("feature", "global", "none")

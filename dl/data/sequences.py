@@ -29,7 +29,7 @@ import os
 import numpy as np
 from absl import logging
 
-from dl.data import sources
+from dl.data.source import Source, check_file, option
 from dl.errors import ConfigError
 from dl.models.seq2seq import BOS, EOS, PAD, SPECIAL_TOKENS, UNK, Vocabulary
 
@@ -97,12 +97,8 @@ DATE_SOURCE_SYMBOLS = "".join(sorted(set(DIGITS + " ,./" + "".join(MONTHS + WEEK
 DATE_TARGET_SYMBOLS = DIGITS + "-"
 
 
-def _field(cfg, name, default):
-    return cfg.get(name, default) if cfg is not None else default
-
-
 def _require_tokens_unstandardized(cfg, name: str) -> None:
-    how = _field(cfg, "standardize", "none")
+    how = option(cfg, "standardize", "none")
     if how not in ("none", False):
         raise ConfigError(
             f"dataset {name!r} holds token ids, which must not be standardized; set "
@@ -174,7 +170,7 @@ def encode_padded(
 
 def _max_length(cfg, field: str, needed: int, longest: str) -> int:
     """The configured length (0: as long as the longest sequence needs)."""
-    given = int(_field(cfg, field, 0) or 0)
+    given = int(option(cfg, field, 0) or 0)
     if given < 0:
         raise ConfigError(f"dataset.{field} must be >= 0 (0 fits the data), got {given}")
     if given and given < needed:
@@ -192,7 +188,7 @@ def seq2seq_source(
     cfg,
     name: str,
     info: dict,
-) -> sources.Source:
+) -> Source:
     """A token Source of (source text, target text) pairs.
 
     Args:
@@ -228,17 +224,17 @@ def seq2seq_source(
         max_target_length=t,
         examples=[list(p) for p in pairs[:3]],
     )
-    return sources.Source(x, y, "sequence", info=info, extra={"tgt_in": tgt_in})
+    return Source(x, y, "sequence", info=info, extra={"tgt_in": tgt_in})
 
 
 def _num_samples(cfg, default: int, name: str) -> int:
-    n = int(_field(cfg, "num_samples", default))
+    n = int(option(cfg, "num_samples", default))
     if n < 1:
         raise ConfigError(f"dataset {name!r}: num_samples must be >= 1, got {n}")
     return n
 
 
-def addition(cfg) -> sources.Source:
+def addition(cfg) -> Source:
     """Integer addition as text: "123+45" -> "168".
 
     Fields: num_samples (distinct pairs), max_digits (operands have 1..max_digits digits,
@@ -250,7 +246,7 @@ def addition(cfg) -> sources.Source:
     """
     _require_tokens_unstandardized(cfg, "addition")
     n = _num_samples(cfg, 20000, "addition")
-    digits = int(_field(cfg, "max_digits", 3))
+    digits = int(option(cfg, "max_digits", 3))
     if not 1 <= digits <= 9:
         raise ConfigError(f"dataset.max_digits must be in 1..9, got {digits}")
     possible = (10**digits) ** 2
@@ -259,7 +255,7 @@ def addition(cfg) -> sources.Source:
             f"dataset.num_samples={n} is too many distinct pairs of numbers with at most "
             f"{digits} digits ({possible} exist); use at most {possible // 2}"
         )
-    rng = np.random.default_rng(int(_field(cfg, "seed", 0)))
+    rng = np.random.default_rng(int(option(cfg, "seed", 0)))
     seen: set[tuple[int, int]] = set()
     pairs: list[tuple[int, int]] = []
     while len(pairs) < n:
@@ -288,7 +284,7 @@ def format_date(date: datetime.date, fmt: str) -> str:
     return DATE_FORMATS[fmt](date)
 
 
-def dates(cfg) -> sources.Source:
+def dates(cfg) -> Source:
     """Date-format translation: "25 November 2026", "Nov 25, 2026", ... -> "2026-11-25".
 
     Fields: num_samples (distinct (date, format) pairs), min_year, max_year, formats (names
@@ -299,12 +295,12 @@ def dates(cfg) -> sources.Source:
     """
     _require_tokens_unstandardized(cfg, "dates")
     n = _num_samples(cfg, 20000, "dates")
-    lo, hi = int(_field(cfg, "min_year", 1950)), int(_field(cfg, "max_year", 2049))
+    lo, hi = int(option(cfg, "min_year", 1950)), int(option(cfg, "max_year", 2049))
     if not 1 <= lo <= hi <= 9999:
         raise ConfigError(
             f"dataset years must satisfy 1 <= min_year <= max_year <= 9999: {lo}..{hi}"
         )
-    formats = list(_field(cfg, "formats", ()) or DATE_FORMATS)
+    formats = list(option(cfg, "formats", ()) or DATE_FORMATS)
     unknown = [f for f in formats if f not in DATE_FORMATS]
     if unknown:
         raise ConfigError(
@@ -317,7 +313,7 @@ def dates(cfg) -> sources.Source:
             f"dataset.num_samples={n} exceeds the {days * len(formats)} distinct (date, format) "
             f"pairs of {lo}..{hi} in {len(formats)} formats"
         )
-    rng = np.random.default_rng(int(_field(cfg, "seed", 0)))
+    rng = np.random.default_rng(int(option(cfg, "seed", 0)))
     picks = rng.choice(days * len(formats), size=n, replace=False)
     texts = []
     for p in picks.tolist():
@@ -334,7 +330,7 @@ def dates(cfg) -> sources.Source:
     )
 
 
-def sine(cfg) -> sources.Source:
+def sine(cfg) -> Source:
     """Noisy mixtures of sines: forecast the next `horizon` values from a window.
 
     Each example is its own series: the sum of num_components sines with periods drawn
@@ -351,11 +347,11 @@ def sine(cfg) -> sources.Source:
       info["noise_floor_mse"] the MSE of a forecast that knew the noise-free series.
     """
     n = _num_samples(cfg, 4000, "sine")
-    length = int(_field(cfg, "input_length", 32))
-    horizon = int(_field(cfg, "horizon", 1))
-    k = int(_field(cfg, "num_components", 3))
-    p_lo, p_hi = float(_field(cfg, "min_period", 6.0)), float(_field(cfg, "max_period", 40.0))
-    noise = float(_field(cfg, "noise", 0.1))
+    length = int(option(cfg, "input_length", 32))
+    horizon = int(option(cfg, "horizon", 1))
+    k = int(option(cfg, "num_components", 3))
+    p_lo, p_hi = float(option(cfg, "min_period", 6.0)), float(option(cfg, "max_period", 40.0))
+    noise = float(option(cfg, "noise", 0.1))
     if length < 1 or horizon < 1 or k < 1:
         raise ConfigError(
             f"dataset sine needs input_length, horizon and num_components >= 1, got "
@@ -365,7 +361,7 @@ def sine(cfg) -> sources.Source:
         raise ConfigError(f"dataset sine needs 0 < min_period <= max_period, got {p_lo}, {p_hi}")
     if noise < 0:
         raise ConfigError(f"dataset.noise must be >= 0, got {noise}")
-    rng = np.random.default_rng(int(_field(cfg, "seed", 0)))
+    rng = np.random.default_rng(int(option(cfg, "seed", 0)))
     period = rng.uniform(p_lo, p_hi, (n, k, 1))
     amplitude = rng.uniform(0.2, 1.0, (n, k, 1))
     phase = rng.uniform(0.0, 2 * np.pi, (n, k, 1))
@@ -380,10 +376,10 @@ def sine(cfg) -> sources.Source:
         "naive_mse": float(np.mean((y - last[:, None]) ** 2)),
         "noise_floor_mse": float(np.mean((y - clean[:, length:]) ** 2)),
     }
-    return sources.Source(x, y, "regression", info=info, extra={"last": last})
+    return Source(x, y, "regression", info=info, extra={"last": last})
 
 
-def sequential_digits(cfg) -> sources.Source:
+def sequential_digits(cfg) -> Source:
     """scikit-learn's 8x8 digits as sequences: `features_per_step` pixels per step.
 
     8 gives the rows (8 steps of 8 features), 1 reads pixel by pixel (64 steps).
@@ -393,19 +389,19 @@ def sequential_digits(cfg) -> sources.Source:
     """
     from sklearn.datasets import load_digits
 
-    f = int(_field(cfg, "features_per_step", 8))
+    f = int(option(cfg, "features_per_step", 8))
     if f < 1 or 64 % f:
         raise ConfigError(f"dataset.features_per_step must divide 64 (1, 2, 4, 8, ...), got {f}")
     bunch = load_digits()
     x = bunch.images.astype(np.float32).reshape(len(bunch.images), 64 // f, f)
     y = bunch.target.astype(np.int32)
-    return sources.Source(x, y, "classification", 10, info={"source": "sklearn.load_digits"})
+    return Source(x, y, "classification", 10, info={"source": "sklearn.load_digits"})
 
 
 VOCABULARIES = ("ascii", "file")
 
 
-def load_text(path: str, cfg=None) -> sources.Source:
+def load_text(path: str, cfg=None) -> Source:
     """Windows of a text file for character-level language modelling.
 
     Fields: sequence_length L (default 64), stride between windows (0: L, windows do not
@@ -421,12 +417,12 @@ def load_text(path: str, cfg=None) -> sources.Source:
       A token Source: x [N, L] and y [N, L] (the next character of each position);
       info["vocab"] lists the symbols in id order.
     """
-    sources._check_file(path, "text")
+    check_file(path, "text")
     _require_tokens_unstandardized(cfg, "text")
-    length = int(_field(cfg, "sequence_length", 64))
-    stride = int(_field(cfg, "stride", 0) or length)
-    max_chars = int(_field(cfg, "max_chars", 2_000_000))
-    how = _field(cfg, "vocabulary", "ascii")
+    length = int(option(cfg, "sequence_length", 64))
+    stride = int(option(cfg, "stride", 0) or length)
+    max_chars = int(option(cfg, "max_chars", 2_000_000))
+    how = option(cfg, "vocabulary", "ascii")
     if length < 1 or stride < 1 or max_chars < 2:
         raise ConfigError(
             f"text needs sequence_length >= 1, stride >= 1 and max_chars >= 2, got {length}, "
@@ -472,4 +468,4 @@ def load_text(path: str, cfg=None) -> sources.Source:
     starts = np.arange(0, len(ids) - length, stride)  # [N]
     window = starts[:, None] + np.arange(length)[None, :]  # [N, L]
     info.update(vocab=list(vocab.itos), vocabulary=how, windows=len(starts))
-    return sources.Source(ids[window], ids[window + 1], "sequence", info=info)
+    return Source(ids[window], ids[window + 1], "sequence", info=info)

@@ -17,21 +17,12 @@ choice of the model alone.
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from dl.data.source import Source, option, read_npz
 from dl.errors import ConfigError
 
-if TYPE_CHECKING:
-    from dl.data.sources import Source
-
 SHAPE_CLASSES = ("circle", "square", "triangle")
-
-
-def _get(cfg, name, default):
-    return cfg.get(name, default) if cfg is not None else default
 
 
 def _shape_mask(kind: int, cx: float, cy: float, size: float, rows, cols) -> np.ndarray:
@@ -185,20 +176,18 @@ def make_shapes_source(cfg) -> Source:
       Source(kind="detection", num_classes=3) with extra fields boxes and
       box_mask; info["class_names"] names the classes.
     """
-    from dl.data.sources import Source  # here: dl.data.sources imports this module
-
     fields = dict(
-        image_size=int(_get(cfg, "image_size", 64)),
-        min_objects=int(_get(cfg, "min_objects", 1)),
-        max_objects=int(_get(cfg, "max_objects", 4)),
-        min_size=float(_get(cfg, "min_size", 0.15)),
-        max_size=float(_get(cfg, "max_size", 0.4)),
-        max_overlap=float(_get(cfg, "max_overlap", 0.2)),
-        noise=float(_get(cfg, "noise", 0.03)),
-        min_contrast=float(_get(cfg, "min_contrast", 0.5)),
-        seed=int(_get(cfg, "seed", 0)),
+        image_size=int(option(cfg, "image_size", 64)),
+        min_objects=int(option(cfg, "min_objects", 1)),
+        max_objects=int(option(cfg, "max_objects", 4)),
+        min_size=float(option(cfg, "min_size", 0.15)),
+        max_size=float(option(cfg, "max_size", 0.4)),
+        max_overlap=float(option(cfg, "max_overlap", 0.2)),
+        noise=float(option(cfg, "noise", 0.03)),
+        min_contrast=float(option(cfg, "min_contrast", 0.5)),
+        seed=int(option(cfg, "seed", 0)),
     )
-    num_samples = int(_get(cfg, "num_samples", 2000))
+    num_samples = int(option(cfg, "num_samples", 2000))
     if num_samples < 1:
         raise ConfigError(f"dataset.num_samples must be >= 1, got {num_samples}")
     data = generate_shapes(num_samples, **fields)
@@ -286,25 +275,9 @@ def load_detection_npz(path: str, cfg=None) -> Source:
       ConfigError: for a missing or unreadable file, missing arrays, mismatched
         shapes, or boxes outside their image (naming example and box).
     """
-    from dl.data.sources import Source  # here: dl.data.sources imports this module
-
-    if not path:
-        raise ConfigError("a detection npz needs a path: dataset.name='detection_npz:/path'")
-    if not os.path.isfile(path):
-        raise ConfigError(f"detection npz file not found: {path!r}")
-    try:
-        with np.load(path) as f:
-            missing = [k for k in ("x", "boxes", "labels") if k not in f.files]
-            if missing:
-                raise ConfigError(
-                    f"detection npz file {path!r} lacks arrays {missing}; it has {f.files}"
-                )
-            x, boxes, labels = (np.asarray(f[k]) for k in ("x", "boxes", "labels"))
-            names = [str(s) for s in f["class_names"]] if "class_names" in f.files else None
-    except (OSError, ValueError) as e:
-        if isinstance(e, ConfigError):
-            raise
-        raise ConfigError(f"cannot read detection npz file {path!r}: {e}") from e
+    arrays = read_npz(path, "detection_npz", required=("x", "boxes", "labels"))
+    x, boxes, labels = (arrays[k] for k in ("x", "boxes", "labels"))
+    names = [str(s) for s in arrays["class_names"]] if "class_names" in arrays else None
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
@@ -320,7 +293,7 @@ def load_detection_npz(path: str, cfg=None) -> Source:
     if not np.issubdtype(labels.dtype, np.integer):
         raise ConfigError(f"detection npz {path!r}: labels must be integers, got {labels.dtype}")
     box_mask = (labels >= 0).astype(np.float32)
-    units = _get(cfg, "box_units", "normalized")
+    units = option(cfg, "box_units", "normalized")
     if units not in ("normalized", "pixels"):
         raise ConfigError(f"dataset.box_units must be 'normalized' or 'pixels', got {units!r}")
     validate_boxes(boxes, box_mask, x.shape[1:], normalized=units == "normalized")
@@ -328,7 +301,7 @@ def load_detection_npz(path: str, cfg=None) -> Source:
     if units == "pixels":
         boxes = boxes / np.array([x.shape[2], x.shape[1]] * 2, np.float32)
     boxes = np.where(box_mask[..., None] > 0, boxes, 0.0).astype(np.float32)
-    num_classes = _get(cfg, "num_classes", None)
+    num_classes = option(cfg, "num_classes", None)
     num_classes = int(num_classes) if num_classes else int(max(labels.max(), 0)) + 1
     if labels.max() >= num_classes:
         raise ConfigError(

@@ -9,15 +9,11 @@ mixture of experts can be asked which expert handles which sub-problem
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from dl.data.sources import Source
+from dl.data.source import Source
 
 
 def load_subproblems(cfg) -> Source:
     """Fields: num_samples (default 3000), seed."""
-    from dl.data.sources import Source
     from dl.models.modular import SUBPROBLEMS, distinct_subproblems
 
     n = int(cfg.get("num_samples", 3000)) if cfg is not None else 3000

@@ -1,0 +1,166 @@
+"""Datasets from the user's own files: `npz:PATH`, `csv:PATH` and `images:PATH`.
+
+Each loader takes the path after the prefix and the dataset config and
+returns a `Source`; `dl.data.sources` names them.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from dl.data.source import Source, check_file, option, read_npz
+from dl.errors import ConfigError
+
+
+def _infer_kind(y: np.ndarray, cfg) -> tuple[str, int | None]:
+    kind = option(cfg, "kind", None)
+    if kind is None:
+        kind = "classification" if np.issubdtype(y.dtype, np.integer) else "regression"
+    if kind not in ("classification", "regression"):
+        raise ConfigError(f"dataset.kind must be 'classification' or 'regression', got {kind!r}")
+    if kind == "classification":
+        if y.ndim != 1:
+            raise ConfigError(f"classification labels must have shape [examples], got {y.shape}")
+        if not np.all(np.equal(np.mod(y, 1), 0)) or y.min() < 0:
+            raise ConfigError("classification labels must be non-negative integers")
+        return kind, int(y.max()) + 1
+    return kind, None
+
+
+def load_npz(path: str, cfg=None) -> Source:
+    """Loads arrays `x` and `y` from an `.npz` file.
+
+    Args:
+      path: the file.
+      cfg: dataset config; `kind` overrides the guess from y's dtype.
+
+    Returns:
+      The Source.
+    """
+    arrays = read_npz(path, "npz", required=("x", "y"))
+    x, y = arrays["x"], arrays["y"]
+    if len(x) != len(y):
+        raise ConfigError(f"npz file {path!r}: x has {len(x)} examples but y has {len(y)}")
+    kind, num_classes = _infer_kind(y, cfg)
+    y = y.astype(np.int32) if kind == "classification" else y.astype(np.float32)
+    return Source(x.astype(np.float32), y, kind, num_classes, info={"file": path})
+
+
+def load_csv(path: str, cfg=None) -> Source:
+    """Loads a CSV file with a header row; `dataset.label_column` names the target.
+
+    Args:
+      path: the file.
+      cfg: dataset config with `label_column` (default: the last column) and
+        optional `kind`.
+
+    Returns:
+      The Source. String labels of a classification set are mapped to ids in
+      sorted order (stored in info["classes"]).
+    """
+    check_file(path, "csv")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if len(rows) < 2:
+        raise ConfigError(f"csv file {path!r} needs a header row and at least one data row")
+    header, body = rows[0], rows[1:]
+    label = option(cfg, "label_column", None) or header[-1]
+    if label not in header:
+        raise ConfigError(f"csv file {path!r} has no column {label!r}; columns: {header}")
+    col = header.index(label)
+    features = [i for i in range(len(header)) if i != col]
+    try:
+        x = np.array([[float(r[i]) for i in features] for r in body], np.float32)
+    except (ValueError, IndexError) as e:
+        raise ConfigError(f"csv file {path!r}: feature columns must be numbers ({e})") from e
+    raw = [r[col] for r in body]
+    info = {"file": path, "label_column": label, "feature_columns": [header[i] for i in features]}
+    kind = option(cfg, "kind", None)
+    try:
+        values = np.array([float(v) for v in raw])
+    except ValueError:
+        values = None
+    if values is None or kind == "classification":
+        if values is not None and np.all(values == np.round(values)):
+            y = values.astype(np.int32)
+            return Source(x, y, "classification", int(y.max()) + 1, info=info)
+        classes = sorted(set(raw))
+        y = np.array([classes.index(v) for v in raw], np.int32)
+        info["classes"] = classes
+        return Source(x, y, "classification", len(classes), info=info)
+    if kind is None:
+        kind = "classification" if np.all(values == np.round(values)) else "regression"
+    if kind == "classification":
+        y = values.astype(np.int32)
+        return Source(x, y, kind, int(y.max()) + 1, info=info)
+    return Source(x, values.astype(np.float32), "regression", info=info)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def load_image_folder(path: str, cfg=None) -> Source:
+    """Images in one sub-folder per class, read with Pillow.
+
+    Class ids follow the sorted sub-folder names (stored in info["classes"]).
+    `dataset.image_size` resizes every image to a square of that size;
+    without it all images must have the same size. `dataset.channels` (1 or
+    3) converts to grayscale or RGB; without it the first image decides.
+
+    Args:
+      path: the folder.
+      cfg: dataset config.
+
+    Returns:
+      The Source, x [examples, H, W, C] float32 in [0, 1].
+    """
+    if not path or not os.path.isdir(path):
+        raise ConfigError(f"image folder not found: {path!r}")
+    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    if not classes:
+        raise ConfigError(f"image folder {path!r} has no class sub-folders")
+    size = int(option(cfg, "image_size", 0) or 0)
+    channels = int(option(cfg, "channels", 0) or 0)
+    if channels not in (0, 1, 3):
+        raise ConfigError(f"dataset.channels must be 1 or 3, got {channels}")
+    images, labels, shape = [], [], None
+    for label, name in enumerate(classes):
+        folder = os.path.join(path, name)
+        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
+        if not files:
+            raise ConfigError(
+                f"class folder {folder!r} holds no images ({', '.join(IMAGE_SUFFIXES)})"
+            )
+        for f in files:
+            file = os.path.join(folder, f)
+            try:
+                with Image.open(file) as im:
+                    if not channels:
+                        channels = 1 if im.mode in ("L", "1", "I", "F") else 3
+                    im = im.convert("L" if channels == 1 else "RGB")
+                    if size:
+                        im = im.resize((size, size), Image.BILINEAR)
+                    arr = np.asarray(im, np.float32) / 255.0
+            except (UnidentifiedImageError, OSError) as e:
+                raise ConfigError(f"cannot read image {file!r}: {e}") from e
+            arr = arr.reshape(arr.shape[0], arr.shape[1], channels)
+            if shape is None:
+                shape = arr.shape
+            elif arr.shape != shape:
+                raise ConfigError(
+                    f"image {file!r} has shape {arr.shape}, the others {shape}; "
+                    "set dataset.image_size to resize them all"
+                )
+            images.append(arr)
+            labels.append(label)
+    return Source(
+        np.stack(images),
+        np.asarray(labels, np.int32),
+        "classification",
+        len(classes),
+        info={"folder": path, "classes": classes},
+    )
