@@ -37,7 +37,8 @@ def base_config() -> ml_collections.ConfigDict:
     # Compute dtype of the model: float32, bfloat16 or float16. Parameters and
     # optimizer state stay float32. A `dtype` in the model's own fields wins.
     c.dtype = "float32"
-    c.task = "classification"
+    # `name` (a key of dl.tasks.TASKS) plus the task's own fields, as for `model`.
+    c.task = ml_collections.ConfigDict(dict(name="classification"))
     c.optimizer = ml_collections.ConfigDict(
         dict(name="adam", learning_rate=1e-3, momentum=0.9, weight_decay=0.0)
     )
@@ -63,3 +64,44 @@ def base_config() -> ml_collections.ConfigDict:
     # Image augmentation inside the jitted step, seeded by the step.
     c.augment = ml_collections.ConfigDict(dict(crop_padding=0, horizontal_flip=False))
     return c
+
+
+def option(cfg, name: str, default):
+    """`cfg[name]`, or `default` when cfg is None or the field is absent or None.
+
+    The one way dl reads an optional field of a config section (a dataset's,
+    a schedule's) whose fields vary with its `name`.
+
+    Args:
+      cfg: a ConfigDict, a dict, or None.
+      name: the field.
+      default: its value when absent.
+
+    Returns:
+      The value.
+
+    >>> option({"noise": 0.3}, "noise", 0.1), option({}, "noise", 0.1), option(None, "noise", 0.1)
+    (0.3, 0.1, 0.1)
+    """
+    value = cfg.get(name, default) if cfg is not None else default
+    return default if value is None else value
+
+
+def upgrade(config: dict) -> dict:
+    """A stored config dict (config.json, checkpoint metadata) in today's layout.
+
+    Configs written before tasks had fields name the task as a string; today
+    `task` is a section like `model`.
+
+    Args:
+      config: the stored dict.
+
+    Returns:
+      The same dict, upgraded in place.
+
+    >>> upgrade({"task": "classification"})
+    {'task': {'name': 'classification'}}
+    """
+    if isinstance(config.get("task"), str):
+        config["task"] = {"name": config["task"]}
+    return config

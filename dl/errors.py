@@ -1,4 +1,4 @@
-"""User-facing errors.
+"""User-facing errors, each mapped by the binaries to its own exit status.
 
 Library code raises `ConfigError` for anything a user can fix by changing a
 config, a flag or an input file. The binaries print its message (no
@@ -22,3 +22,18 @@ def unknown_name(kind: str, name: str, known) -> ConfigError:
       A ConfigError listing the valid names.
     """
     return ConfigError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(sorted(known))}")
+
+
+class NonFiniteError(RuntimeError):
+    """Training met a non-finite loss or gradient and stopped."""
+
+
+class Preempted(RuntimeError):
+    """SIGTERM arrived; a checkpoint of the current step was written before stopping."""
+
+    def __init__(self, step: int, workdir: str):
+        super().__init__(
+            f"preempted (SIGTERM): checkpoint written at step {step} in {workdir}; "
+            "run the same command again to resume"
+        )
+        self.step = step

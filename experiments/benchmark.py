@@ -172,44 +172,25 @@ def _override(config, overrides):
 
 def _dl_runner(config):
     """dl's own training step for a config, fed as the training loop feeds it."""
-    import numpy as np
-
-    from dl.data import TrainOrder
     from dl.tools.benchmark import Runner
-    from dl.train import build
-    from dl.train.loop import device_arrays
-    from dl.train.sharding import put_replicated
+    from dl.train import Feeder, build, device_arrays
 
     exp = build(config)
     state = exp.placed_init_state()
-    arrays = device_arrays(exp.dataset, exp.mesh)
-    k = int(config.get("steps_per_call", 1))
-    batch = int(config.batch_size)
-    order = TrainOrder(exp.dataset.size("train"), batch, int(config.seed))
-    # As in the training loop: the device reads its batches from a window of
-    # epoch permutations, sent again only when the steps leave it.
-    window = {"step": 0, "first": None}
-
-    def args_at(state, step):
-        moved = order.window(step, k, window["first"])
-        if moved is not None:
-            window["first"] = moved[0]
-            window["perms"], window["first_dev"] = put_replicated(
-                (moved[1], np.int32(moved[0])), exp.mesh
-            )
-        return state, arrays["train"], window["perms"], window["first_dev"]
+    feeder = Feeder(
+        exp,
+        device_arrays(exp.dataset, exp.mesh)["train"],
+        batch_size=int(config.batch_size),
+        steps_per_call=int(config.get("steps_per_call", 1)),
+        seed=int(config.seed),
+    )
 
     def advance(args, out):
-        window["step"] += k
-        return args_at(out[0], window["step"])
+        feeder.step += feeder.steps_per_call
+        return feeder.args(out[0])
 
-    runner = Runner(
-        lambda *a: exp.steps.train_many.trace(*a, steps=k, batch_size=batch),
-        args_at(state, 0),
-        advance,
-        k,
-    )
-    return exp, state, order, runner
+    runner = Runner(feeder.trace, feeder.args(state), advance, feeder.steps_per_call)
+    return exp, state, feeder.order, runner
 
 
 def _host_batches(exp, order, count: int = 16) -> list[dict]:
@@ -349,7 +330,7 @@ def bench_config(name: str, config, row: Row | None, repeats: int, block: int, p
     import numpy as np
 
     from dl.tools.benchmark import time_steps
-    from dl.train.loop import _param_count
+    from dl.train.state import param_count
 
     exp, state, order, dl_runner = _dl_runner(config)
     k = dl_runner.steps_per_call
@@ -389,7 +370,7 @@ def bench_config(name: str, config, row: Row | None, repeats: int, block: int, p
         "model": config.model.name,
         "device_kind": device.device_kind,
         "device_count": jax.device_count(),
-        "parameters": _param_count(state.params),
+        "parameters": param_count(state.params),
         "batch_size": batch,
         "steps_per_call": k,
         **timing.row(batch),

@@ -178,13 +178,15 @@ def test_checkpoint_from_before_a_new_shared_field_resumes_with_its_default(tmp_
         ("dtype", "bfloat8", "unknown dtype 'bfloat8'; known dtypes: bfloat16, float16, float32"),
         ("model.name", "transformer", "unknown model 'transformer'; known models: alexnet"),
         ("dataset.name", "mnist", "unknown dataset 'mnist'"),
-        ("task", "ranking", "unknown task 'ranking'"),
+        ("task.name", "ranking", "unknown task 'ranking'"),
         ("optimizer.name", "adagrad", "unknown optimizer 'adagrad'"),
         ("schedule.name", "linear", "unknown schedule 'linear'"),
         ("model.num_outputs", 5, "model.num_outputs is 5, but the task needs 10"),
         ("model.activation", "swish", "unknown activation 'swish'"),
         ("best_metric", "f1", "has no metric 'f1'"),
         ("steps_per_call", 7, "must be a multiple of steps_per_call=7"),
+        ("eval_batch_size", 0, "eval_batch_size must be >= 1, got 0"),
+        ("augment.crop_padding", -1, "augment.crop_padding must be >= 0"),
     ],
 )
 def test_bad_config_values_get_clear_errors(tmp_path, field, value, message):
@@ -202,6 +204,27 @@ def test_unknown_model_field_is_named(tmp_path):
     with c.unlocked():
         c.model.hiden_sizes = (3,)
     with pytest.raises(ConfigError, match="model 'mlp' has no field.*hiden_sizes.*hidden_sizes"):
+        build(c)
+
+
+def test_task_fields_are_validated_like_model_fields():
+    c = load_config("mlp_digits")
+    with c.unlocked():
+        c.task.label_smoothing = 0.1
+    with pytest.raises(ConfigError, match="task 'classification' has no field.*label_smoothing"):
+        build(c)
+
+
+def test_detection_options_reach_the_task_from_the_config():
+    c = load_config("yolo_shapes")
+    c.dataset.num_samples = 40
+    assert set(c.task) >= {"name", "lambda_coord", "lambda_noobj", "nms_iou_threshold"}
+    c.task.lambda_noobj, c.task.max_detections = 0.25, 7
+    task = build(c).task
+    assert (task.lambda_noobj, task.max_detections) == (0.25, 7)
+    with c.unlocked():
+        c.task.lamda_coord = 1.0
+    with pytest.raises(ConfigError, match="has no field.*lamda_coord; its fields are: .*lambda_coord"):
         build(c)
 
 

@@ -1,10 +1,15 @@
 """Data augmentation in JAX, applied inside the jitted training step.
 
-Randomness comes from the step's key (fold_in of the run's key and the step),
-so a resumed run augments exactly as an uninterrupted one.
+The config's `augment` section declares it; `make_augment(config.augment)`
+turns it into a batch transform `Augment(rng, batch) -> batch` that the step
+applies to every training batch. Randomness comes from the step's key
+(fold_in of the run's key and the step), so a resumed run augments exactly as
+an uninterrupted one.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -53,3 +58,46 @@ def augment_images(rng, images, *, crop_padding: int = 0, flip: bool = False):
     if flip:
         images = horizontal_flip(flip_rng, images)
     return images
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+    """Image augmentation of a batch's inputs `x` [batch, H, W, C], as a batch transform.
+
+    Attributes:
+      crop_padding: pixels of zero padding before a random crop back to size (0: none).
+      horizontal_flip: mirror each image left-right with probability 1/2.
+
+    >>> import jax.numpy as jnp
+    >>> batch = {"x": jnp.ones((2, 4, 4, 1)), "y": jnp.zeros(2)}
+    >>> Augment(crop_padding=1)(jax.random.PRNGKey(0), batch)["x"].shape
+    (2, 4, 4, 1)
+    """
+
+    crop_padding: int = 0
+    horizontal_flip: bool = False
+
+    def __call__(self, rng, batch: dict) -> dict:
+        batch = dict(batch)
+        batch["x"] = augment_images(
+            rng, batch["x"], crop_padding=self.crop_padding, flip=self.horizontal_flip
+        )
+        return batch
+
+
+def make_augment(cfg) -> Augment | None:
+    """The batch transform a config's `augment` section declares, or None for none.
+
+    Args:
+      cfg: the `augment` section (fields crop_padding, horizontal_flip) or None.
+
+    Returns:
+      An Augment, or None when it would change nothing.
+    """
+    if cfg is None:
+        return None
+    padding = int(cfg.get("crop_padding", 0) or 0)
+    if padding < 0:
+        raise ConfigError(f"augment.crop_padding must be >= 0, got {padding}")
+    augment = Augment(padding, bool(cfg.get("horizontal_flip", False)))
+    return augment if augment.crop_padding or augment.horizontal_flip else None

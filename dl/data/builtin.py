@@ -10,7 +10,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from dl.data.source import Source, option
+from dl.config import option
+from dl.data.source import Source
 from dl.errors import ConfigError
 
 

@@ -12,7 +12,8 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dl.data.source import Source, check_file, option, read_npz
+from dl.config import option
+from dl.data.source import Source, check_file, read_npz
 from dl.errors import ConfigError
 
 

@@ -41,7 +41,8 @@ import numpy as np
 from absl import logging
 
 import dl.data.graphs as graphs
-from dl.data.source import Source, option, read_npz
+from dl.config import option
+from dl.data.source import Source, read_npz
 from dl.data.splits import split_indices
 from dl.errors import ConfigError
 

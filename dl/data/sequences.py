@@ -29,7 +29,8 @@ import os
 import numpy as np
 from absl import logging
 
-from dl.data.source import Source, check_file, option
+from dl.config import option
+from dl.data.source import Source, check_file
 from dl.errors import ConfigError
 from dl.models.seq2seq import BOS, EOS, PAD, SPECIAL_TOKENS, UNK, Vocabulary
 

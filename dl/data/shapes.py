@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dl.data.source import Source, option, read_npz
+from dl.config import option
+from dl.data.source import Source, read_npz
 from dl.errors import ConfigError
 
 SHAPE_CLASSES = ("circle", "square", "triangle")

@@ -40,20 +40,6 @@ class Source:
     extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
-def option(cfg, name: str, default):
-    """`cfg.name`, or `default` when the dataset config is None or lacks the field.
-
-    Args:
-      cfg: a dataset config (ConfigDict or dict) or None.
-      name: the field.
-      default: its value when absent.
-
-    Returns:
-      The value.
-    """
-    return cfg.get(name, default) if cfg is not None else default
-
-
 def check_file(path: str, what: str) -> None:
     """Raises ConfigError unless `path` names an existing file.
 

@@ -184,7 +184,7 @@ def network_row(workdir: str) -> dict | None:
 
 def check_network(config, workdir: str) -> None:
     """Raises ConfigError if the dl run in `workdir` used another dataset config than `config`."""
-    from dl.train.loop import config_differences
+    from dl.train.resume import config_differences
 
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):

@@ -328,7 +328,7 @@ def train_and_draw(
     points = sweep.plan(config, [axis])
     os.makedirs(workdir, exist_ok=True)
     results = sweep.run_sweep(points, workdir, log)
-    metric, direction = sweep.selection_metric(config)
+    metric, direction = sweep.selection_metric(config, points[0].directions)
     sweep.write_results(results, [axis], workdir, config, metric, direction)
     sweep.plot_sweep(results, workdir, metric, config.get("name", ""))
     done = [r for r in results if r["status"] == "done"]

@@ -55,6 +55,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from dl.errors import ConfigError  # noqa: E402
+from dl.train import Checkpoints, Feeder, build, device_arrays  # noqa: E402
+from dl.train.sharding import put_replicated  # noqa: E402
+from dl.train.state import restart  # noqa: E402
 
 RULES = ("min_over_10", "steepest")
 CHECK_EVERY = 10  # steps between reads of the losses from the device
@@ -83,23 +86,7 @@ def _host_copy(tree):
 
 def place(tree, experiment):
     """Fresh device copies of a tree, placed as the experiment's training places its state."""
-    mesh = getattr(experiment, "mesh", None)
-    if mesh is not None:
-        from dl.train.sharding import put_replicated
-
-        return put_replicated(_host_copy(tree), mesh)
-    return jax.device_put(_host_copy(tree))
-
-
-def _device_arrays(experiment):
-    from dl.train.loop import device_arrays
-
-    mesh = getattr(experiment, "mesh", None)
-    return (
-        device_arrays(experiment.dataset)
-        if mesh is None
-        else device_arrays(experiment.dataset, mesh)
-    )
+    return put_replicated(_host_copy(tree), experiment.mesh)
 
 
 def trees_equal(a, b) -> bool:
@@ -212,78 +199,28 @@ def find_learning_rate(
       ConfigError: bad arguments.
       RuntimeError: the state changed (never expected; the check is the proof).
     """
-    from dl.data import TrainOrder
-    from dl.train import build
-    from dl.train.step import TrainState
-
     _check_args(min_lr, max_lr, num_steps, beta, divergence_factor, rule)
     config = experiment.config
     before = _host_copy(state)
     ramp = build(ramp_config(config, min_lr, max_lr, num_steps))
-    work = place(
-        TrainState(
-            step=np.zeros((), np.int32),
-            params=state.params,
-            opt_state=ramp.steps.tx.init(state.params),
-            model_state=state.model_state,
-            rng=state.rng,
-            skipped=np.zeros((), np.int32),
-            halted=np.zeros((), np.int32),
-        ),
-        experiment,
+    work = place(restart(state, ramp.steps.tx), experiment)
+    feeder = Feeder(
+        ramp,
+        device_arrays(ramp.dataset, ramp.mesh)["train"],
+        batch_size=int(config.batch_size),
+        steps_per_call=1,
+        seed=int(config.seed),
     )
-    arrays = _device_arrays(ramp)
-    batch_size = int(config.batch_size)
-    order = TrainOrder(ramp.dataset.size("train"), batch_size, int(config.seed))
-    first_epoch, perms = order.window(0, 1)
-    perms_d, epoch_d = place((perms, np.int32(first_epoch)), experiment)
-    call = ramp.steps.train_many.lower(
-        work, arrays["train"], perms_d, epoch_d, steps=1, batch_size=batch_size
-    ).compile()
+    feeder.compile(work)
 
-    rates, losses, pending = [], [], []
-    stopped = f"reached max_lr after {num_steps} steps"
-    best, avg = math.inf, 0.0
-    done = False
-    for step in range(num_steps):
-        moved = order.window(step, 1, first_epoch)
-        if moved is not None:
-            first_epoch = moved[0]
-            perms_d, epoch_d = place((moved[1], np.int32(moved[0])), experiment)
-        work, metrics = call(work, arrays["train"], perms_d, epoch_d)
-        pending.append((metrics["learning_rate"], metrics["loss"]))
-        if len(pending) < CHECK_EVERY and step < num_steps - 1:
-            continue
-        for lr, loss in jax.device_get(pending):
-            lr, loss = float(lr), float(loss)
-            k = len(losses)
-            rates.append(lr)
-            losses.append(loss)
-            if not math.isfinite(loss):
-                stopped = f"loss not finite at step {k} (learning rate {lr:.3g})"
-                done = True
-                break
-            avg = beta * avg + (1.0 - beta) * loss
-            smoothed = avg / (1.0 - beta ** (k + 1))
-            best = min(best, smoothed)
-            if k > 0 and smoothed > divergence_factor * best:
-                stopped = (
-                    f"diverged at step {k} (learning rate {lr:.3g}): smoothed loss "
-                    f"{smoothed:.4g} > {divergence_factor:g} x minimum {best:.4g}"
-                )
-                done = True
-                break
-        pending.clear()
-        if done:
-            break
-    del work
+    rates, losses, stopped, diverged = _ramp(feeder, work, num_steps, beta, divergence_factor)
 
     smoothed = smooth(losses, beta)
     rates_found = suggest(rates, smoothed, edge=int(round(1.0 / (1.0 - beta))))
     if not trees_equal(before, state):
         raise RuntimeError("the range test changed the state it was given")
     warnings = []
-    if not done and rates_found["min_loss_learning_rate"] >= rates[-1] * 0.999:
+    if not diverged and rates_found["min_loss_learning_rate"] >= rates[-1] * 0.999:
         warnings.append(
             "the loss was still falling at --max_lr, so the minimum is not known; "
             "raise --max_lr for a meaningful suggestion"
@@ -307,6 +244,40 @@ def find_learning_rate(
     }
 
 
+def _ramp(feeder, work, num_steps: int, beta: float, divergence_factor: float):
+    """Trains `work` up the ramp until the last step or divergence.
+
+    Returns:
+      (learning rates, losses, why it stopped, whether it diverged).
+    """
+    rates, losses, pending = [], [], []
+    stopped = f"reached max_lr after {num_steps} steps"
+    best, avg = math.inf, 0.0
+    for step in range(num_steps):
+        work, metrics = feeder(work)
+        pending.append((metrics["learning_rate"], metrics["loss"]))
+        if len(pending) < CHECK_EVERY and step < num_steps - 1:
+            continue
+        for lr, loss in jax.device_get(pending):
+            lr, loss = float(lr), float(loss)
+            k = len(losses)
+            rates.append(lr)
+            losses.append(loss)
+            if not math.isfinite(loss):
+                return rates, losses, f"loss not finite at step {k} (learning rate {lr:.3g})", True
+            avg = beta * avg + (1.0 - beta) * loss
+            smoothed = avg / (1.0 - beta ** (k + 1))
+            best = min(best, smoothed)
+            if k > 0 and smoothed > divergence_factor * best:
+                stopped = (
+                    f"diverged at step {k} (learning rate {lr:.3g}): smoothed loss "
+                    f"{smoothed:.4g} > {divergence_factor:g} x minimum {best:.4g}"
+                )
+                return rates, losses, stopped, True
+        pending.clear()
+    return rates, losses, stopped, False
+
+
 def _check_args(min_lr, max_lr, num_steps, beta, divergence_factor, rule) -> None:
     if not min_lr > 0:
         raise ConfigError(f"--min_lr must be > 0, got {min_lr}")
@@ -328,15 +299,13 @@ def start_state(experiment, workdir: str):
     Returns:
       (state, description of where it came from).
     """
-    from dl.train import Checkpoints
-
     if workdir and os.path.isdir(os.path.join(workdir, "checkpoints")):
         restored = Checkpoints(workdir, read_only=True).restore(experiment.abstract_state())
         if restored is not None:
             state, _, step = restored
             return state, f"checkpoint step {step} of {os.path.abspath(workdir)}"
-    init = getattr(experiment, "placed_init_state", experiment.init_state)
-    return init(), f"fresh initialization (seed {int(experiment.config.seed)})"
+    seed = int(experiment.config.seed)
+    return experiment.placed_init_state(), f"fresh initialization (seed {seed})"
 
 
 def plot_range_test(result: dict, path: str, title: str = "") -> None:
@@ -394,8 +363,6 @@ def lr_find(config, workdir: str, **kwargs) -> dict:
     Returns:
       The lr_find.json content.
     """
-    from dl.train import build
-
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ConfigError(f"--workdir {workdir!r} is a file, not a directory")
     experiment = build(config)

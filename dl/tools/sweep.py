@@ -40,8 +40,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import ml_collections  # noqa: E402
 
-from dl.errors import ConfigError  # noqa: E402
+from dl.data import TrainOrder  # noqa: E402
+from dl.errors import (
+    ConfigError,  # noqa: E402
+    NonFiniteError,  # noqa: E402
+)
 from dl.tools.curves import as_number, read_events, series  # noqa: E402
+from dl.train import CheckpointError, build, train  # noqa: E402
 
 POINT_FILE = "sweep_point.json"
 
@@ -61,11 +66,17 @@ class Axis:
 
 @dataclasses.dataclass
 class Point:
-    """One grid point: its overrides, config and sub-directory name."""
+    """One grid point: its overrides, config and sub-directory name.
+
+    Attributes:
+      directions: metric -> "max" or "min" of the point's task, as built (a
+        task's metrics, and so their directions, can depend on its data).
+    """
 
     overrides: dict
     config: ml_collections.ConfigDict
     name: str
+    directions: dict = dataclasses.field(default_factory=dict)
 
 
 def split_values(text: str) -> list[str]:
@@ -248,20 +259,22 @@ def plan(config, axes: list[Axis], check: bool = True) -> list[Point]:
         points.append(Point(overrides, apply_overrides(config, overrides), point_name(overrides)))
     if check:
         for p in points:
-            check_point(p)
+            p.directions = dict(check_point(p).metric_directions)
     return points
 
 
-def check_point(point: Point) -> None:
-    """Builds a point's experiment without training; ConfigError naming the point if it fails."""
-    from dl.data import TrainOrder
-    from dl.train import build
+def check_point(point: Point):
+    """Builds a point's experiment without training; ConfigError naming the point if it fails.
 
+    Returns:
+      The point's Task.
+    """
     try:
         exp = build(point.config)
         TrainOrder(exp.dataset.size("train"), int(point.config.batch_size), 0)
     except ConfigError as e:
         raise ConfigError(f"sweep point {point.name}: {e}") from e
+    return exp.task
 
 
 def _config_dict(config) -> dict:
@@ -290,8 +303,6 @@ def run_point(point: Point, workdir: str) -> dict:
       {"name", "overrides", "workdir", "status" ("done", "diverged" or "error"),
       "step", "train", "validation", "test", "seconds", "message", "reused"}.
     """
-    from dl.train import CheckpointError, NonFiniteError, train
-
     sub = os.path.join(workdir, point.name)
     previous = _finished(sub, point.config)
     if previous is not None:
@@ -369,12 +380,16 @@ def best_point(results: list[dict], metric: str, direction: str) -> dict | None:
     return min(scored, key=lambda s: (s[0], s[1]))[2] if scored else None
 
 
-def selection_metric(config) -> tuple[str, str]:
-    """(metric, direction) that picks the best point: best_metric, else the loss."""
-    from dl.tasks import TASKS
+def selection_metric(config, directions: dict) -> tuple[str, str]:
+    """(metric, direction) that picks the best point: best_metric, else the loss.
 
+    Args:
+      config: the sweep's base config.
+      directions: metric -> "max" or "min" of the task as built for a point
+        (`Point.directions`), not of its class: a task may add metrics per
+        dataset (the detection task's mAP and per-class APs).
+    """
     metric = config.get("best_metric", "") or ""
-    directions = getattr(TASKS.get(config.task), "metric_directions", {})
     if metric in directions:
         return metric, directions[metric]
     return "loss", "min"
@@ -547,7 +562,7 @@ def sweep(config, specs: list[str], workdir: str, log=print) -> dict:
     """
     axes = [parse_axis(config, s) for s in specs]
     points = plan(config, axes)
-    metric, direction = selection_metric(config)
+    metric, direction = selection_metric(config, points[0].directions)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ConfigError(f"--workdir {workdir!r} is a file, not a directory")
     os.makedirs(workdir, exist_ok=True)

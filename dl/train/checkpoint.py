@@ -64,7 +64,7 @@ class _Manager(ocp.CheckpointManager):
     JAX's preemption protocol reports for this process, so a save finishing
     as SIGTERM arrives could report an old step, and the agreed stop step
     could then fall behind every process, which would never stop. The loop
-    alone reports steps (see dl/train/loop.py, `_PreemptionFlag`).
+    alone reports steps (see dl/train/preemption.py, `PreemptionFlag`).
     """
 
     def reached_preemption(self, step: int) -> bool:

@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 import os
 
+import ml_collections
+
+from dl.config import upgrade
 from dl.errors import ConfigError
 from dl.train.checkpoint import CheckpointError, Checkpoints
-from dl.train.loop import Evaluator, build, device_arrays
+from dl.train.evaluator import Evaluator, device_arrays
+from dl.train.experiment import build
 
 
 def restore_run(workdir: str, checkpoint: str = "latest"):
@@ -30,8 +34,6 @@ def restore_run(workdir: str, checkpoint: str = "latest"):
       ConfigError: workdir is not a run directory or checkpoint is malformed.
       CheckpointError: no checkpoint could be restored.
     """
-    import ml_collections
-
     config_path = os.path.join(workdir, "config.json")
     if not os.path.isdir(workdir):
         raise ConfigError(f"--workdir {workdir!r} does not exist")
@@ -45,7 +47,7 @@ def restore_run(workdir: str, checkpoint: str = "latest"):
             f"--checkpoint must be 'latest', 'best' or a step number, got {checkpoint!r}"
         )
     with open(config_path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+        config = ml_collections.ConfigDict(upgrade(json.load(f)))
     exp = build(config)
     restored = Checkpoints(workdir, read_only=True).restore(exp.abstract_state(), checkpoint)
     if restored is None:

@@ -10,12 +10,8 @@ from __future__ import annotations
 import jax
 import optax
 
+from dl.config import option
 from dl.errors import ConfigError, unknown_name
-
-
-def _get(cfg, name, default):
-    value = cfg.get(name, default) if cfg is not None else default
-    return default if value is None else value
 
 
 def _constant(lr, cfg, total):
@@ -27,8 +23,8 @@ def _step(lr, cfg, total):
 
     Boundaries below 1 are fractions of num_train_steps.
     """
-    boundaries = list(_get(cfg, "boundaries", (0.5, 0.75)))
-    factor = float(_get(cfg, "decay_factor", 0.1))
+    boundaries = list(option(cfg, "boundaries", (0.5, 0.75)))
+    factor = float(option(cfg, "decay_factor", 0.1))
     steps = [int(b * total) if b < 1 else int(b) for b in boundaries]
     return optax.piecewise_constant_schedule(lr, {s: factor for s in steps})
 
@@ -36,36 +32,38 @@ def _step(lr, cfg, total):
 def _exponential(lr, cfg, total):
     return optax.exponential_decay(
         lr,
-        transition_steps=int(_get(cfg, "transition_steps", 100)),
-        decay_rate=float(_get(cfg, "decay_rate", 0.9)),
-        staircase=bool(_get(cfg, "staircase", False)),
+        transition_steps=int(option(cfg, "transition_steps", 100)),
+        decay_rate=float(option(cfg, "decay_rate", 0.9)),
+        staircase=bool(option(cfg, "staircase", False)),
     )
 
 
 def _cosine(lr, cfg, total):
     return optax.cosine_decay_schedule(
-        lr, decay_steps=int(_get(cfg, "decay_steps", total)), alpha=float(_get(cfg, "alpha", 0.0))
+        lr,
+        decay_steps=int(option(cfg, "decay_steps", total)),
+        alpha=float(option(cfg, "alpha", 0.0)),
     )
 
 
 def _warmup_cosine(lr, cfg, total):
-    warmup = int(_get(cfg, "warmup_steps", max(1, total // 20)))
+    warmup = int(option(cfg, "warmup_steps", max(1, total // 20)))
     return optax.warmup_cosine_decay_schedule(
-        init_value=float(_get(cfg, "init_value", 0.0)),
+        init_value=float(option(cfg, "init_value", 0.0)),
         peak_value=lr,
         warmup_steps=warmup,
-        decay_steps=int(_get(cfg, "decay_steps", total)),
-        end_value=float(_get(cfg, "end_value", 0.0)),
+        decay_steps=int(option(cfg, "decay_steps", total)),
+        end_value=float(option(cfg, "end_value", 0.0)),
     )
 
 
 def _one_cycle(lr, cfg, total):
     return optax.cosine_onecycle_schedule(
-        transition_steps=int(_get(cfg, "decay_steps", total)),
+        transition_steps=int(option(cfg, "decay_steps", total)),
         peak_value=lr,
-        pct_start=float(_get(cfg, "pct_start", 0.3)),
-        div_factor=float(_get(cfg, "div_factor", 25.0)),
-        final_div_factor=float(_get(cfg, "final_div_factor", 1e4)),
+        pct_start=float(option(cfg, "pct_start", 0.3)),
+        div_factor=float(option(cfg, "div_factor", 25.0)),
+        final_div_factor=float(option(cfg, "final_div_factor", 1e4)),
     )
 
 
@@ -80,7 +78,7 @@ SCHEDULES = {
 
 
 def _momentum(cfg, default=0.9):
-    return float(_get(cfg, "momentum", default))
+    return float(option(cfg, "momentum", default))
 
 
 OPTIMIZERS = {
@@ -89,19 +87,19 @@ OPTIMIZERS = {
     "nesterov": lambda lr, c: optax.sgd(lr, momentum=_momentum(c), nesterov=True),
     "adam": lambda lr, c: optax.adam(
         lr,
-        b1=float(_get(c, "b1", 0.9)),
-        b2=float(_get(c, "b2", 0.999)),
-        eps=float(_get(c, "eps", 1e-8)),
+        b1=float(option(c, "b1", 0.9)),
+        b2=float(option(c, "b2", 0.999)),
+        eps=float(option(c, "eps", 1e-8)),
     ),
     "adamw": lambda lr, c: optax.adamw(
         lr,
-        b1=float(_get(c, "b1", 0.9)),
-        b2=float(_get(c, "b2", 0.999)),
-        weight_decay=float(_get(c, "weight_decay", 0.0)),
+        b1=float(option(c, "b1", 0.9)),
+        b2=float(option(c, "b2", 0.999)),
+        weight_decay=float(option(c, "weight_decay", 0.0)),
         mask=_decay_mask,
     ),
     "rmsprop": lambda lr, c: optax.rmsprop(
-        lr, decay=float(_get(c, "decay", 0.9)), momentum=float(_get(c, "momentum", 0.0) or 0.0)
+        lr, decay=float(option(c, "decay", 0.9)), momentum=float(option(c, "momentum", 0.0) or 0.0)
     ),
 }
 
@@ -114,7 +112,7 @@ def _decay_mask(params):
 def make_schedule(config):
     """The learning-rate schedule of a config: a function step -> rate."""
     cfg = config.get("schedule", None)
-    name = _get(cfg, "name", "constant")
+    name = option(cfg, "name", "constant")
     if name not in SCHEDULES:
         raise unknown_name("schedule", name, SCHEDULES)
     lr = float(config.optimizer.learning_rate)
@@ -142,10 +140,10 @@ def make_optimizer(config):
         raise unknown_name("optimizer", name, OPTIMIZERS)
     schedule = make_schedule(config)
     chain = []
-    clip = float(_get(config, "grad_clip_norm", 0.0))
+    clip = float(option(config, "grad_clip_norm", 0.0))
     if clip > 0:
         chain.append(optax.clip_by_global_norm(clip))
-    wd = float(_get(ocfg, "weight_decay", 0.0))
+    wd = float(option(ocfg, "weight_decay", 0.0))
     if wd < 0:
         raise ConfigError(f"optimizer.weight_decay must be >= 0, got {wd}")
     if wd > 0 and name != "adamw":

@@ -12,40 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from collections.abc import Callable
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
 
-from dl.data.augment import augment_images
+from dl.errors import ConfigError
 from dl.train.sharding import shard_batch
+from dl.train.state import TrainState
 
 NONFINITE_POLICIES = ("stop", "skip")
-
-
-class TrainState(flax.struct.PyTreeNode):
-    """Everything that changes during training, checkpointed together.
-
-    Attributes:
-      step: number of training steps taken.
-      params: the model's parameters.
-      opt_state: the optimizer's state.
-      model_state: mutable collections such as batch_stats ({} if none).
-      rng: the run's base key; step s draws from fold_in(rng, s).
-      skipped: consecutive steps whose update was skipped as non-finite.
-      halted: 1 once training stopped on non-finite values; the state is
-        then frozen at the last good step.
-    """
-
-    step: jax.Array
-    params: Any
-    opt_state: Any
-    model_state: Any
-    rng: jax.Array
-    skipped: jax.Array
-    halted: jax.Array
 
 
 def masked_mean(pair, mask):
@@ -68,16 +45,14 @@ class StepConfig:
         or gradient; "skip" drops that update and goes on, halting after
         max_consecutive_skips in a row.
       max_consecutive_skips: see above.
+      augment: a batch transform `augment(rng, batch) -> batch` applied to
+        training batches inside the step (e.g. `dl.data.augment.Augment`), or
+        None. It must be hashable: it is a static argument of the compiled step.
     """
 
     nonfinite_policy: str = "stop"
     max_consecutive_skips: int = 10
-    crop_padding: int = 0
-    horizontal_flip: bool = False
-
-    @property
-    def augments(self) -> bool:
-        return self.crop_padding > 0 or self.horizontal_flip
+    augment: Callable | None = None
 
 
 def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: StepConfig):
@@ -91,21 +66,15 @@ def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: Step
       task: a dl Task.
       tx: the optax transformation.
       schedule: step -> learning rate, for logging.
-      cfg: static step options (non-finite policy, image augmentation).
+      cfg: static step options (non-finite policy, batch augmentation).
 
     Returns:
       (new state, metrics): metrics hold the loss, gradient norm, learning
       rate, the task's metric sums and whether the step was finite.
     """
     rng = jax.random.fold_in(state.rng, state.step)
-    if cfg.augments:
-        batch = dict(batch)
-        batch["x"] = augment_images(
-            jax.random.fold_in(rng, 1),
-            batch["x"],
-            crop_padding=cfg.crop_padding,
-            flip=cfg.horizontal_flip,
-        )
+    if cfg.augment is not None:
+        batch = cfg.augment(jax.random.fold_in(rng, 1), batch)
     mask = batch.get("mask")
     if mask is None:
         mask = jnp.ones(batch["y"].shape[:1], jnp.float32)
@@ -222,8 +191,6 @@ class Steps:
 
     def __init__(self, model, task, tx, schedule, cfg: StepConfig = StepConfig(), mesh=None):
         if cfg.nonfinite_policy not in NONFINITE_POLICIES:
-            from dl.errors import ConfigError
-
             raise ConfigError(
                 f"nonfinite.policy must be one of {NONFINITE_POLICIES}, "
                 f"got {cfg.nonfinite_policy!r}"
@@ -265,15 +232,7 @@ class Steps:
             variables = init_from_data(variables, *self.task.inputs(train_data), seed=seed)
         variables = dict(variables)
         params = variables.pop("params")
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            opt_state=self.tx.init(params),
-            model_state=variables,
-            rng=run_rng,
-            skipped=jnp.zeros((), jnp.int32),
-            halted=jnp.zeros((), jnp.int32),
-        )
+        return TrainState.create(params, variables, self.tx, run_rng)
 
     def _train_many(self, state, arrays, perms, first_epoch, *, steps: int, batch_size: int):
         """`steps` training steps in one call, on batches gathered on the device.

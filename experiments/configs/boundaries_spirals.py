@@ -23,7 +23,7 @@ def get_config():
     c.dataset.noise = 0.2
     c.dataset.seed = 0
     c.model = dict(name="mlp", hidden_sizes=(8, 8), activation="tanh")
-    c.task = "classification"
+    c.task.name = "classification"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 0.01
     c.batch_size = 64

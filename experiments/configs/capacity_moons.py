@@ -26,7 +26,7 @@ def get_config():
     c.dataset.validation_fraction = 0.3
     c.dataset.test_fraction = 0.3
     c.model = dict(name="mlp", hidden_sizes=(8,), activation="relu")
-    c.task = "classification"
+    c.task.name = "classification"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 0.01
     c.batch_size = 16

@@ -47,7 +47,7 @@ def get_config():
         num_layers=1,
         dropout_rate=0.3,
     )
-    c.task = "sequence"
+    c.task.name = "sequence"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 3e-3
     c.schedule.name = "cosine"

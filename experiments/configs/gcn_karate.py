@@ -28,7 +28,7 @@ def get_config():
     c.dataset.label_seed = 0
     c.dataset.validation_fraction = 0.0
     c.model = dict(name="gcn_node", hidden_sizes=(16,), dropout_rate=0.5)
-    c.task = "node_classification"
+    c.task.name = "node_classification"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 0.01
     c.optimizer.weight_decay = 5e-4

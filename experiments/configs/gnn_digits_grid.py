@@ -32,7 +32,7 @@ def get_config():
         activation="relu",
         dropout_rate=0.0,
     )
-    c.task = "graph_classification"
+    c.task.name = "graph_classification"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 3e-3
     c.schedule.name = "cosine"

@@ -36,7 +36,7 @@ def get_config():
         readout="sum",
         activation="relu",
     )
-    c.task = "graph_classification"
+    c.task.name = "graph_classification"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 3e-3
     c.batch_size = 32

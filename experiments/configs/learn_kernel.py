@@ -24,7 +24,7 @@ def get_config():
     c.dataset.standardize = "none"
     c.dataset.standardize_targets = False
     c.model = dict(name="conv_filter", kernel_size=3, padding="VALID")
-    c.task = "regression"
+    c.task.name = "regression"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 0.05
     c.schedule.name = "cosine"

@@ -15,7 +15,7 @@ def get_config():
     c.name = "linear_diabetes"
     c.dataset.name = "diabetes"
     c.model = dict(name="mlp", hidden_sizes=())
-    c.task = "regression"
+    c.task.name = "regression"
     c.optimizer.name = "momentum"
     c.optimizer.learning_rate = 0.01
     c.optimizer.momentum = 0.9

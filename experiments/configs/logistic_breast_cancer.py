@@ -14,7 +14,7 @@ def get_config():
     c.name = "logistic_breast_cancer"
     c.dataset.name = "breast_cancer"
     c.model = dict(name="mlp", hidden_sizes=())
-    c.task = "binary_classification"
+    c.task.name = "binary_classification"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 0.01
     c.batch_size = 32

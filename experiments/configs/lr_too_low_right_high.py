@@ -25,7 +25,7 @@ def get_config():
     c.dataset.name = "digits"
     c.dataset.standardize = "global"
     c.model = dict(name="mlp", hidden_sizes=(64,), activation="relu")
-    c.task = "classification"
+    c.task.name = "classification"
     c.optimizer.name = "sgd"
     c.optimizer.learning_rate = 0.1
     c.batch_size = 32

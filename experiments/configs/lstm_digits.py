@@ -17,7 +17,7 @@ def get_config():
     c.dataset.name = "digits"
     c.dataset.standardize = "global"
     c.model = dict(name="rnn_classifier", cell="lstm", hidden_size=128, num_layers=1)
-    c.task = "classification"
+    c.task.name = "classification"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 3e-3
     c.schedule.name = "cosine"

@@ -35,7 +35,7 @@ def get_config():
         standardize="global",
     )
     c.model = dict(name="rnn_regressor", cell="lstm", hidden_size=64, num_layers=1)
-    c.task = "forecast"
+    c.task.name = "forecast"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 3e-3
     c.schedule.name = "cosine"

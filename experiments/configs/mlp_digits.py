@@ -15,7 +15,7 @@ def get_config():
     c.dataset.name = "digits"
     c.dataset.standardize = "global"
     c.model = dict(name="mlp", hidden_sizes=(1024,), activation="relu", dropout_rate=0.5)
-    c.task = "classification"
+    c.task.name = "classification"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 1e-3
     c.schedule.name = "cosine"

@@ -16,7 +16,7 @@ def get_config():
     c.dataset.name = "xor"
     c.dataset.standardize = "none"
     c.model = dict(name="mlp", hidden_sizes=(4,), activation="tanh")
-    c.task = "binary_classification"
+    c.task.name = "binary_classification"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 0.05
     c.batch_size = 4

@@ -31,7 +31,7 @@ def get_config():
         activation="relu",
         dropout_rate=0.0,
     )
-    c.task = "classification"
+    c.task.name = "classification"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 1e-3
     c.schedule.name = "cosine"

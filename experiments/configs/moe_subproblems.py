@@ -41,7 +41,7 @@ def get_config():
         context_features=3,
         combine="logits",
     )
-    c.task = "classification"
+    c.task.name = "classification"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 0.01
     c.schedule.name = "cosine"

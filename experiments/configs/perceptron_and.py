@@ -18,7 +18,7 @@ def get_config():
     c.dataset.name = "and"
     c.dataset.standardize = "none"
     c.model = dict(name="perceptron", zero_init=True)
-    c.task = "perceptron"
+    c.task.name = "perceptron"
     c.optimizer.name = "sgd"
     c.optimizer.learning_rate = 1.0
     c.batch_size = 1

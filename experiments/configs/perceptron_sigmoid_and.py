@@ -14,7 +14,7 @@ def get_config():
     c = perceptron_and.get_config()
     c.name = "perceptron_sigmoid_and"
     c.model.zero_init = False
-    c.task = "binary_classification"
+    c.task.name = "binary_classification"
     c.optimizer.learning_rate = 1.0
     c.batch_size = 4
     c.num_train_steps = 400

@@ -28,7 +28,7 @@ def get_config():
         learn_centers=True,
         learn_widths=True,
     )
-    c.task = "classification"
+    c.task.name = "classification"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 0.01
     c.schedule.name = "cosine"

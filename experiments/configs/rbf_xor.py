@@ -33,7 +33,7 @@ def get_config():
         learn_centers=True,
         learn_widths=True,
     )
-    c.task = "binary_classification"
+    c.task.name = "binary_classification"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 0.05
     c.batch_size = 4

@@ -39,7 +39,7 @@ def get_config():
         num_layers=1,
         attention=True,
     )
-    c.task = "sequence"
+    c.task.name = "sequence"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 1e-2
     c.schedule.name = "cosine"

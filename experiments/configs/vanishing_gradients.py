@@ -30,7 +30,7 @@ def get_config():
         standardize="global",
     )
     c.model = dict(name="rnn_classifier", cell="rnn", hidden_size=64, num_layers=1)
-    c.task = "classification"
+    c.task.name = "classification"
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 3e-3
     c.schedule.name = "cosine"

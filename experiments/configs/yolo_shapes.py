@@ -12,6 +12,7 @@ Test mAP@0.5 (held-out generated images, 400 of them): 0.984 for seed 0 in
 """
 
 from dl.config import base_config
+from dl.tasks import task_config
 
 
 def get_config():
@@ -35,7 +36,7 @@ def get_config():
         head="conv",
         head_hidden=128,
     )
-    c.task = "detection"
+    c.task = task_config("detection")
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 2e-3
     c.schedule.name = "warmup_cosine"

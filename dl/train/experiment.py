@@ -1,0 +1,140 @@
+"""From a config to an `Experiment`: dataset, task, model, optimizer and compiled steps.
+
+`build(config)` looks every name up in dl's tables, builds the parts, and
+checks by abstract evaluation that the data fits the model and the task
+before anything compiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+
+from dl.data import Dataset, load_dataset
+from dl.data.augment import make_augment
+from dl.errors import ConfigError
+from dl.models import build_model
+from dl.tasks import Task, make_task
+from dl.train.optim import make_optimizer
+from dl.train.sharding import check_divisible, data_mesh, put_replicated, replicated
+from dl.train.state import TrainState
+from dl.train.step import StepConfig, Steps
+
+
+@dataclasses.dataclass
+class Experiment:
+    """Everything a config builds, before any state exists.
+
+    Attributes:
+      config: the experiment config.
+      dataset: the split and standardized data.
+      task: the loss and metrics.
+      model: the flax module.
+      steps: the compiled train, evaluation and prediction calls.
+      mesh: the devices the batch is split over.
+    """
+
+    config: object
+    dataset: Dataset
+    task: Task
+    model: object
+    steps: Steps
+    mesh: object = None
+
+    def example_batch(self, size: int = 2) -> dict:
+        """The first `size` training examples, field -> array [size, ...]."""
+        return {k: v[:size] for k, v in self.dataset.splits["train"].items()}
+
+    def init_state(self, from_data: bool = True) -> TrainState:
+        """A fresh state; `from_data` passes the training split to the model's init_from_data."""
+        return self.steps.init_state(
+            jax.random.PRNGKey(int(self.config.seed)),
+            self.example_batch(int(self.config.batch_size)),
+            self.dataset.splits["train"] if from_data else None,
+        )
+
+    def placed_init_state(self) -> TrainState:
+        """A fresh state, replicated over the experiment's mesh."""
+        return put_replicated(self.init_state(), self.mesh)
+
+    def abstract_state(self) -> TrainState:
+        """The state's shapes, dtypes and placement, without computing it."""
+        sharding = replicated(self.mesh)
+        return jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+            jax.eval_shape(lambda: self.init_state(from_data=False)),
+        )
+
+
+def check_shapes(model, task: Task, dataset: Dataset) -> None:
+    """Checks, by abstract evaluation only, that the data fits the model and the task.
+
+    Raises:
+      ConfigError: naming the expected and the actual shapes.
+    """
+    example = {
+        k: jax.ShapeDtypeStruct((2,) + v.shape[1:], v.dtype)
+        for k, v in dataset.splits["train"].items()
+    }
+    shapes = {k: tuple(v.shape[1:]) for k, v in example.items()}
+    rngs = {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)}
+    try:
+        outputs, _ = jax.eval_shape(
+            lambda b: model.init_with_output(rngs, *task.inputs(b), train=False), example
+        )
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- any failure to build the model is a config problem
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"dataset {dataset.name!r} gives per-example shapes {shapes}, which "
+            f"model {type(model).__name__} cannot take: {type(e).__name__}: {first}"
+        ) from e
+    problem = task.check_outputs(tuple(outputs.shape[1:]))
+    if problem:
+        raise ConfigError(problem)
+
+
+def step_config(config) -> StepConfig:
+    """The static choices of the training step that a config makes."""
+    nonfinite = config.get("nonfinite", {})
+    return StepConfig(
+        nonfinite_policy=nonfinite.get("policy", "stop"),
+        max_consecutive_skips=int(nonfinite.get("max_consecutive_skips", 10)),
+        augment=make_augment(config.get("augment")),
+    )
+
+
+def build(config) -> Experiment:
+    """Builds the experiment a config describes.
+
+    Args:
+      config: an experiment ConfigDict (see dl/config.py for the fields).
+
+    Returns:
+      The Experiment.
+
+    Raises:
+      ConfigError: an unknown name or field, or data that does not fit the
+        model and the task (checked before anything compiles).
+
+    >>> from dl.config import base_config
+    >>> config = base_config()
+    >>> config.model.hidden_sizes = (8,)
+    >>> exp = build(config)
+    >>> exp.dataset.name, exp.task.name, exp.task.num_outputs()
+    ('digits', 'classification', 10)
+    """
+    dataset = load_dataset(config.dataset)
+    task = make_task(config.task, dataset)
+    model = build_model(config.model, task.num_outputs(), dtype=config.get("dtype"))
+    problem = task.check_model(model)  # e.g. vocabulary sizes against the data
+    if problem:
+        raise ConfigError(problem)
+    check_shapes(model, task, dataset)
+    tx, schedule = make_optimizer(config)
+    mesh = data_mesh()
+    check_divisible(int(config.batch_size), mesh)
+    steps = Steps(model, task, tx, schedule, step_config(config), mesh)
+    return Experiment(config, dataset, task, model, steps, mesh)

@@ -1,0 +1,65 @@
+"""Training metrics accumulated on the host between two log events."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+
+class TrainWindow:
+    """Sums of the training metrics of the steps since the last log event.
+
+    Non-finite steps (skipped updates) are counted apart and left out of the
+    means.
+    """
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.steps, self.loss, self.grad_norm, self.lr = 0, 0.0, 0.0, float("nan")
+        self.sums: dict[str, list[float]] = {}
+        self.skipped = 0
+
+    def add(self, metrics) -> dict | None:
+        """Adds host metrics of one call (K steps); returns the first non-finite step, if any.
+
+        Args:
+          metrics: the call's metrics, as numpy values (scalars, or [K] arrays).
+
+        Returns:
+          None, or {"step", "loss", "grad_norm"} of the first non-finite step.
+        """
+        metrics = jax.tree_util.tree_map(np.atleast_1d, metrics)
+        finite = metrics["finite"]
+        bad = None
+        for i in range(len(finite)):
+            if not finite[i]:
+                self.skipped += 1
+                if bad is None:
+                    bad = {
+                        "step": int(metrics["step"][i]),
+                        "loss": float(metrics["loss"][i]),
+                        "grad_norm": float(metrics["grad_norm"][i]),
+                    }
+                continue
+            self.steps += 1
+            self.loss += float(metrics["loss"][i])
+            self.grad_norm += float(metrics["grad_norm"][i])
+            for k, (n, d) in metrics["sums"].items():
+                acc = self.sums.setdefault(k, [0.0, 0.0])
+                acc[0] += float(n[i])
+                acc[1] += float(d[i])
+        self.lr = float(metrics["learning_rate"][-1])
+        return bad
+
+    def result(self) -> dict:
+        """The window's means: task metrics, loss, grad_norm, learning_rate, skipped_steps."""
+        out = {k: n / d if d else float("nan") for k, (n, d) in self.sums.items()}
+        if self.steps:
+            out["loss"] = self.loss / self.steps
+            out["grad_norm"] = self.grad_norm / self.steps
+        out["learning_rate"] = self.lr
+        if self.skipped:
+            out["skipped_steps"] = self.skipped
+        return out
