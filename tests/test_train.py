@@ -224,7 +224,7 @@ def test_detection_options_reach_the_task_from_the_config():
     assert (task.lambda_noobj, task.max_detections) == (0.25, 7)
     with c.unlocked():
         c.task.lamda_coord = 1.0
-    with pytest.raises(ConfigError, match="has no field.*lamda_coord; its fields are: .*lambda_coord"):
+    with pytest.raises(ConfigError, match="no field.*lamda_coord; its fields are: .*lambda_coord"):
         build(c)
 
 
