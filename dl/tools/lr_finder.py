@@ -77,6 +77,7 @@ def ramp_config(config, min_lr: float, max_lr: float, num_steps: int):
             )
         )
         c.num_train_steps = int(num_steps)
+        c.steps_per_call = 1  # the range test reads the loss of every step
     return c
 
 

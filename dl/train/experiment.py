@@ -21,6 +21,8 @@ from dl.train.sharding import check_divisible, data_mesh, put_replicated, replic
 from dl.train.state import TrainState
 from dl.train.step import StepConfig, Steps
 
+INTERVALS = ("num_train_steps", "log_every_steps", "eval_every_steps", "checkpoint_every_steps")
+
 
 @dataclasses.dataclass
 class Experiment:
@@ -96,6 +98,30 @@ def check_shapes(model, task: Task, dataset: Dataset) -> None:
         raise ConfigError(problem)
 
 
+def check_intervals(config) -> dict[str, int]:
+    """The config's step counts and batch sizes, checked.
+
+    Returns:
+      field -> value for steps_per_call, the intervals and the batch sizes.
+
+    Raises:
+      ConfigError: a value below 1, or an interval that is not a multiple of
+        steps_per_call.
+    """
+    k = int(config.get("steps_per_call", 1))
+    if k < 1:
+        raise ConfigError(f"steps_per_call must be >= 1, got {k}")
+    out = {"steps_per_call": k}
+    for name in (*INTERVALS, "batch_size", "eval_batch_size"):
+        value = int(config[name])
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
+        if name in INTERVALS and value % k:
+            raise ConfigError(f"{name}={value} must be a multiple of steps_per_call={k}")
+        out[name] = value
+    return out
+
+
 def step_config(config) -> StepConfig:
     """The static choices of the training step that a config makes."""
     nonfinite = config.get("nonfinite", {})
@@ -126,6 +152,7 @@ def build(config) -> Experiment:
     >>> exp.dataset.name, exp.task.name, exp.task.num_outputs()
     ('digits', 'classification', 10)
     """
+    check_intervals(config)
     dataset = load_dataset(config.dataset)
     task = make_task(config.task, dataset)
     model = build_model(config.model, task.num_outputs(), dtype=config.get("dtype"))

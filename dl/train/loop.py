@@ -23,7 +23,7 @@ from dl.errors import ConfigError, NonFiniteError
 from dl.train import actions as A
 from dl.train.checkpoint import BEST, LATEST, Checkpoints
 from dl.train.evaluator import Evaluator, device_arrays
-from dl.train.experiment import Experiment, build
+from dl.train.experiment import Experiment, build, check_intervals
 from dl.train.feeder import Feeder
 from dl.train.preemption import PreemptionFlag
 from dl.train.reporting import CompilationCounter, MetricWriter, NullWriter, Progress, host_rss_mb
@@ -32,8 +32,6 @@ from dl.train.sharding import is_lead, sync, to_host
 from dl.train.state import param_count
 from dl.train.step import all_finite
 from dl.train.window import TrainWindow
-
-INTERVALS = ("num_train_steps", "log_every_steps", "eval_every_steps", "checkpoint_every_steps")
 
 
 def train(config, workdir: str, *, stream=None, callbacks=()) -> dict:
@@ -70,7 +68,7 @@ def train(config, workdir: str, *, stream=None, callbacks=()) -> dict:
         # still ends with a checkpoint rather than the default abrupt exit.
         flag = stack.enter_context(PreemptionFlag())
         compilations = stack.enter_context(CompilationCounter())
-        intervals = _check_intervals(config)
+        intervals = check_intervals(config)
         exp = build(config)
         _prepare_workdir(workdir)
         ckpts = Checkpoints(workdir, keep=int(config.keep_checkpoints))
@@ -364,21 +362,6 @@ def _target(config, exp: Experiment) -> A.StopAtTarget | None:
     if value is None:
         raise ConfigError("target_metric is set but target_value is not")
     return A.StopAtTarget(split, metric, float(value), direction)
-
-
-def _check_intervals(config) -> dict[str, int]:
-    k = int(config.get("steps_per_call", 1))
-    if k < 1:
-        raise ConfigError(f"steps_per_call must be >= 1, got {k}")
-    out = {"steps_per_call": k}
-    for name in (*INTERVALS, "batch_size", "eval_batch_size"):
-        value = int(config[name])
-        if value < 1:
-            raise ConfigError(f"{name} must be >= 1, got {value}")
-        if name in INTERVALS and value % k:
-            raise ConfigError(f"{name}={value} must be a multiple of steps_per_call={k}")
-        out[name] = value
-    return out
 
 
 @jax.jit
