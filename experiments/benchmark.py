@@ -154,20 +154,10 @@ SUITE = {
 
 
 def _override(config, overrides):
-    """Sets dotted fields in place, creating the ones the config lacks.
+    """A copy of `config` with the overrides of a suite row, which may add fields."""
+    from dl.tools.sweep import apply_overrides
 
-    Unlike `dl.tools.sweep.apply_overrides`, which refuses a field the config
-    does not have, a suite row may add fields: the LeNet and LSTM rows turn a
-    digits config into one on synthetic data of another shape.
-    """
-    with config.unlocked():
-        for key, value in overrides.items():
-            section, _, field = key.rpartition(".")
-            target = config
-            for part in filter(None, section.split(".")):
-                target = target[part]
-            target[field] = value
-    return config
+    return apply_overrides(config, overrides, add_fields=True)
 
 
 def _dl_runner(config):
@@ -339,7 +329,7 @@ def bench_config(name: str, config, row: Row | None, repeats: int, block: int, p
     skipped, first_call = {}, {}
     wanted = set(FLAGS.references)
     if row is not None and row.fused and "single_steps" in wanted:
-        single = _override(config.copy_and_resolve_references(), {"steps_per_call": 1})
+        single = _override(config, {"steps_per_call": 1})
         runners["single_steps"] = _dl_runner(single)[3]
     if row is not None and row.model:
         spec = _spec(row.model, config, exp)

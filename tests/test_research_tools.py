@@ -183,6 +183,22 @@ def test_sweep_checks_every_grid_point_before_the_first_run(tmp_path):
     assert not os.listdir(tmp_path)
 
 
+def test_sweep_ranks_detection_points_by_their_map_not_their_loss():
+    from dl.tools import sweep
+
+    c = load_config("yolo_shapes")
+    c.dataset.num_samples = 40
+    points = sweep.plan(c, [sweep.parse_axis(c, "optimizer.learning_rate=0.001,0.002")])
+    # map50 is a metric of the detection task as built for its data, not of its class.
+    metric, direction = sweep.selection_metric(c, points[0].directions)
+    assert (metric, direction) == ("map50", "max")
+    results = [
+        {"name": "low_map", "status": "done", "validation": {"loss": 0.5, "map50": 0.2}},
+        {"name": "high_map", "status": "done", "validation": {"loss": 1.0, "map50": 0.9}},
+    ]
+    assert sweep.best_point(results, metric, direction)["name"] == "high_map"
+
+
 def test_sweep_values_parse_to_the_field_types():
     from dl.errors import ConfigError
     from dl.tools import sweep

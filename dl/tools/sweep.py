@@ -47,6 +47,7 @@ from dl.errors import (
 )
 from dl.tools.curves import as_number, read_events, series  # noqa: E402
 from dl.train import CheckpointError, build, train  # noqa: E402
+from dl.train.resume import config_to_dict  # noqa: E402
 
 POINT_FILE = "sweep_point.json"
 
@@ -99,16 +100,20 @@ def split_values(text: str) -> list[str]:
     return [p.strip() for p in parts]
 
 
-def _field_node(config, field: str):
-    """(parent ConfigDict, key) of a dotted field; ConfigError naming it if absent."""
+def _field_node(config, field: str, add: bool = False):
+    """(parent ConfigDict, key) of a dotted field; ConfigError naming it if absent.
+
+    With `add`, the last part of the field may be missing (it is then created).
+    """
     node, parts = config, field.split(".")
     for depth, part in enumerate(parts):
         is_group = isinstance(node, ml_collections.ConfigDict)
-        if not part or not is_group or part not in node:
+        last = depth == len(parts) - 1
+        if not part or not is_group or (part not in node and not (add and last)):
             where = ".".join(parts[:depth]) or "the config"
             known = ", ".join(sorted(node.keys())) if is_group else "(none: not a group)"
             raise ConfigError(f"sweep field {field!r} does not exist: {where} has fields {known}")
-        if depth < len(parts) - 1:
+        if not last:
             node = node[part]
     return node, parts[-1]
 
@@ -220,13 +225,28 @@ def point_name(overrides: dict) -> str:
     return ",".join(f"{k}={format_value(v)}" for k, v in overrides.items())
 
 
-def apply_overrides(config, overrides: dict):
-    """A copy of `config` with dotted-field overrides set (types checked by the config)."""
+def apply_overrides(config, overrides: dict, *, add_fields: bool = False):
+    """A copy of `config` with dotted-field overrides set (types checked by the config).
+
+    Args:
+      config: the base config.
+      overrides: dotted field -> value.
+      add_fields: create a last-level field the config lacks (the benchmark's
+        suite rows turn a digits config into one on other data); by default a
+        missing field is an error naming it.
+
+    Returns:
+      The new config.
+    """
     out = copy.deepcopy(config)
     for field, value in overrides.items():
-        node, key = _field_node(out, field)
+        node, key = _field_node(out, field, add=add_fields)
         try:
-            node[key] = value
+            if key in node:
+                node[key] = value
+            else:
+                with node.unlocked():
+                    node[key] = value
         except (TypeError, ValueError) as e:
             raise ConfigError(f"sweep value {value!r} cannot be set for {field!r}: {e}") from e
     return out
@@ -277,10 +297,6 @@ def check_point(point: Point):
     return exp.task
 
 
-def _config_dict(config) -> dict:
-    return json.loads(config.to_json())
-
-
 def _finished(sub: str, config) -> dict | None:
     """The recorded result of a sub-run with the same config that ended, else None."""
     path = os.path.join(sub, POINT_FILE)
@@ -291,7 +307,7 @@ def _finished(sub: str, config) -> dict | None:
             record = json.load(f)
     except (OSError, json.JSONDecodeError):
         return None
-    if record.get("config") != _config_dict(config):
+    if record.get("config") != config_to_dict(config):
         return None
     return record.get("result")
 
@@ -330,7 +346,7 @@ def run_point(point: Point, workdir: str) -> dict:
     result["seconds"] = round(time.perf_counter() - start, 2)
     if result["status"] != "error":
         with open(os.path.join(sub, POINT_FILE), "w") as f:
-            json.dump({"config": _config_dict(point.config), "result": result}, f, indent=2)
+            json.dump({"config": config_to_dict(point.config), "result": result}, f, indent=2)
     return result
 
 

@@ -30,28 +30,6 @@ from dl.errors import ConfigError
 LATEST, BEST = "checkpoints", "best"
 
 
-def _stop_orbax_io_metrics_leak() -> None:
-    """Turns off orbax's raw-bytes I/O telemetry, which leaks host memory on every save.
-
-    orbax-checkpoint 0.12.8 calls `tensorstore.experimental_collect_matching_metrics`
-    before and after writing (and reading) each batch of arrays, only to
-    report raw bytes through `jax.monitoring`; in tensorstore 0.1.86 every
-    call leaks the Python objects it returns, about 8 KB, so every checkpoint
-    written left about 16 KB of the process's memory behind, without bound.
-    dl reads none of those metrics. The logical-bytes telemetry stays.
-    """
-    try:
-        from orbax.checkpoint._src.serialization import tensorstore_utils
-    except ImportError:  # another orbax layout: nothing to turn off
-        return
-    if hasattr(tensorstore_utils, "get_tensorstore_raw_bytes"):
-        # 0 before and after: orbax records no raw-bytes metric for the batch.
-        tensorstore_utils.get_tensorstore_raw_bytes = lambda *args, **kwargs: 0
-
-
-_stop_orbax_io_metrics_leak()
-
-
 class CheckpointError(RuntimeError):
     """No checkpoint could be restored."""
 

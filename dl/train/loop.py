@@ -25,6 +25,7 @@ from dl.train.checkpoint import BEST, LATEST, Checkpoints
 from dl.train.evaluator import Evaluator, device_arrays
 from dl.train.experiment import Experiment, build, check_intervals
 from dl.train.feeder import Feeder
+from dl.train.orbax_patch import stop_io_metrics_leak
 from dl.train.preemption import PreemptionFlag
 from dl.train.reporting import CompilationCounter, MetricWriter, NullWriter, Progress, host_rss_mb
 from dl.train.resume import check_resumable, config_to_dict
@@ -63,6 +64,7 @@ def train(config, workdir: str, *, stream=None, callbacks=()) -> dict:
     (100, True)
     """
     t_start = time.perf_counter()
+    stop_io_metrics_leak()
     with contextlib.ExitStack() as stack:
         # SIGTERM from here on is caught, so that a preemption during start-up
         # still ends with a checkpoint rather than the default abrupt exit.
