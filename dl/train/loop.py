@@ -19,8 +19,8 @@ import time
 import jax
 import optax
 
+import dl.train.actions as A
 from dl.errors import ConfigError, NonFiniteError
-from dl.train import actions as A
 from dl.train.checkpoint import BEST, LATEST, Checkpoints
 from dl.train.evaluator import Evaluator, device_arrays
 from dl.train.experiment import Experiment, build, check_intervals
