@@ -61,6 +61,37 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     return float(iw * ih / smaller)
 
 
+def _place(rng, placed: list, side: int, sizes: tuple, max_overlap: float, rows, cols):
+    """Draws a shape that overlaps the placed boxes by at most `max_overlap` (50 tries).
+
+    Returns:
+      (class id, pixel mask [side, side], box (x_min, y_min, x_max, y_max) in
+      pixels), or None when every try overlapped too much.
+    """
+    for _attempt in range(50):
+        kind = int(rng.integers(0, len(SHAPE_CLASSES)))
+        size = float(rng.uniform(*sizes)) * side
+        cx = float(rng.uniform(size / 2, side - size / 2))
+        cy = float(rng.uniform(size / 2, side - size / 2))
+        mask = _shape_mask(kind, cx, cy, size, rows, cols)  # [side, side]
+        ys, xs = np.nonzero(mask)
+        if len(xs) == 0:
+            continue
+        box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+        if all(_overlap(box, other) <= max_overlap for other in placed):
+            return kind, mask, box
+    return None
+
+
+def _colour(rng, background: np.ndarray, min_contrast: float) -> np.ndarray:
+    """An RGB colour at least `min_contrast` from the background (else its far corner)."""
+    for _attempt in range(100):
+        colour = rng.uniform(0.0, 1.0, 3).astype(np.float32)
+        if np.linalg.norm(colour - background) >= min_contrast:
+            return colour
+    return np.where(background < 0.5, 1.0, 0.0).astype(np.float32)
+
+
 def generate_shapes(
     num_samples: int,
     *,
@@ -132,26 +163,11 @@ def generate_shapes(
         wanted = int(rng.integers(min_objects, max_objects + 1))
         placed: list[np.ndarray] = []
         for _ in range(wanted):
-            for _attempt in range(50):
-                kind = int(rng.integers(0, len(SHAPE_CLASSES)))
-                size = float(rng.uniform(min_size, max_size)) * side
-                cx = float(rng.uniform(size / 2, side - size / 2))
-                cy = float(rng.uniform(size / 2, side - size / 2))
-                mask = _shape_mask(kind, cx, cy, size, rows, cols)  # [side, side]
-                ys, xs = np.nonzero(mask)
-                if len(xs) == 0:
-                    continue
-                box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
-                if all(_overlap(box, other) <= max_overlap for other in placed):
-                    break
-            else:
+            drawn = _place(rng, placed, side, (min_size, max_size), max_overlap, rows, cols)
+            if drawn is None:
                 continue
-            for _attempt in range(100):
-                colour = rng.uniform(0.0, 1.0, 3).astype(np.float32)
-                if np.linalg.norm(colour - background) >= min_contrast:
-                    break
-            else:
-                colour = np.where(background < 0.5, 1.0, 0.0).astype(np.float32)
+            kind, mask, box = drawn
+            colour = _colour(rng, background, min_contrast)
             image[mask] = colour
             k = len(placed)
             placed.append(box)
