@@ -68,6 +68,16 @@ class Checkpoints:
       keep: how many of the latest steps to keep.
       read_only: open for restoring only (evaluation): no CheckpointManager is
         created, so nothing is written, cleaned up or deleted.
+
+    >>> import tempfile, jax.numpy as jnp
+    >>> ckpts = Checkpoints(tempfile.mkdtemp(), keep=2)
+    >>> state = {"w": jnp.arange(3.0)}
+    >>> ckpts.save(10, state, {"note": "any JSON"})
+    >>> ckpts.wait()
+    >>> restored, meta, step = ckpts.restore(abstract(state))
+    >>> step, meta["note"], restored["w"].tolist()
+    (10, 'any JSON', [0.0, 1.0, 2.0])
+    >>> ckpts.close()
     """
 
     def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):

@@ -133,6 +133,17 @@ def make_optimizer(config):
 
     Returns:
       (optax.GradientTransformation, schedule).
+
+    >>> import jax.numpy as jnp
+    >>> from dl.config import base_config
+    >>> config = base_config()
+    >>> config.optimizer.name, config.optimizer.learning_rate = "momentum", 0.1
+    >>> config.schedule.name = "cosine"
+    >>> tx, schedule = make_optimizer(config)
+    >>> params = {"w": jnp.ones(2)}
+    >>> updates, _ = tx.update({"w": jnp.ones(2)}, tx.init(params), params)
+    >>> round(float(schedule(0)), 6), [round(float(u), 6) for u in updates["w"]]  # -lr * grad
+    (0.1, [-0.1, -0.1])
     """
     ocfg = config.optimizer
     name = ocfg.name
