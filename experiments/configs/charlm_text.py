@@ -27,16 +27,18 @@ from dl.data.sequences import SAMPLE_TEXT
 def get_config():
     c = base_config()
     c.name = "charlm_text"
-    c.dataset = dict(
-        name="text:" + SAMPLE_TEXT,
-        sequence_length=64,
-        stride=0,
-        max_chars=2_000_000,
-        vocabulary="ascii",
-        validation_fraction=0.1,
-        test_fraction=0.1,
-        split_seed=0,
-        standardize="none",
+    # The base config's split and standardization fields stay; these are added or changed.
+    c.dataset.update(
+        dict(
+            name="text:" + SAMPLE_TEXT,
+            sequence_length=64,
+            stride=0,
+            max_chars=2_000_000,
+            vocabulary="ascii",
+            validation_fraction=0.1,
+            test_fraction=0.1,
+            standardize="none",
+        )
     )
     c.model = dict(
         name="charlm",

@@ -19,20 +19,20 @@ from dl.config import base_config
 def get_config():
     c = base_config()
     c.name = "lstm_sine"
-    c.dataset = dict(
-        name="sine",
-        num_samples=10000,
-        input_length=32,
-        horizon=10,
-        num_components=3,
-        min_period=6.0,
-        max_period=40.0,
-        noise=0.1,
-        seed=0,
-        validation_fraction=0.15,
-        test_fraction=0.2,
-        split_seed=0,
-        standardize="global",
+    # The base config's split and standardization fields stay; these are added or changed.
+    c.dataset.update(
+        dict(
+            name="sine",
+            num_samples=10000,
+            input_length=32,
+            horizon=10,
+            num_components=3,
+            min_period=6.0,
+            max_period=40.0,
+            noise=0.1,
+            seed=0,
+            standardize="global",
+        )
     )
     c.model = dict(name="rnn_regressor", cell="lstm", hidden_size=64, num_layers=1)
     c.task.name = "forecast"

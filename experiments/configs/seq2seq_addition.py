@@ -17,17 +17,18 @@ from dl.config import base_config
 def get_config():
     c = base_config()
     c.name = "seq2seq_addition"
-    c.dataset = dict(
-        name="addition",
-        num_samples=100000,
-        max_digits=3,
-        seed=0,
-        max_source_length=0,
-        max_target_length=0,
-        validation_fraction=0.1,
-        test_fraction=0.2,
-        split_seed=0,
-        standardize="none",
+    # The base config's split and standardization fields stay; these are added or changed.
+    c.dataset.update(
+        dict(
+            name="addition",
+            num_samples=100000,
+            max_digits=3,
+            seed=0,
+            max_source_length=0,
+            max_target_length=0,
+            validation_fraction=0.1,
+            standardize="none",
+        )
     )
     c.model = dict(
         name="seq2seq",

@@ -18,19 +18,20 @@ from dl.config import base_config
 def get_config():
     c = base_config()
     c.name = "seq2seq_dates"
-    c.dataset = dict(
-        name="dates",
-        num_samples=20000,
-        min_year=1950,
-        max_year=2049,
-        formats=(),
-        seed=0,
-        max_source_length=0,
-        max_target_length=0,
-        validation_fraction=0.1,
-        test_fraction=0.2,
-        split_seed=0,
-        standardize="none",
+    # The base config's split and standardization fields stay; these are added or changed.
+    c.dataset.update(
+        dict(
+            name="dates",
+            num_samples=20000,
+            min_year=1950,
+            max_year=2049,
+            formats=(),
+            seed=0,
+            max_source_length=0,
+            max_target_length=0,
+            validation_fraction=0.1,
+            standardize="none",
+        )
     )
     c.model = dict(
         name="seq2seq",

@@ -21,13 +21,13 @@ from dl.config import base_config
 def get_config():
     c = base_config()
     c.name = "vanishing_gradients"
-    c.dataset = dict(
-        name="sequential_digits",
-        features_per_step=1,
-        validation_fraction=0.15,
-        test_fraction=0.2,
-        split_seed=0,
-        standardize="global",
+    # The base config's split and standardization fields stay; these are added or changed.
+    c.dataset.update(
+        dict(
+            name="sequential_digits",
+            features_per_step=1,
+            standardize="global",
+        )
     )
     c.model = dict(name="rnn_classifier", cell="rnn", hidden_size=64, num_layers=1)
     c.task.name = "classification"
