@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.extend import core as jex
 
 
 @dataclasses.dataclass
@@ -87,8 +89,6 @@ def product_flops(jaxpr) -> tuple[float, bool]:
       (flops, exact): exact is False when the jaxpr holds a `while` loop, whose
       trip count is unknown until it runs; its body is then counted once.
     """
-    from jax.extend import core as jex
-
     jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
     total, exact = 0.0, True
     for eqn in jaxpr.eqns:
@@ -226,8 +226,6 @@ def matmul_peak_flops(n: int = 2048, dtype=np.float32, repeats: int = 20) -> flo
     The CPU's peak is taken as the best of `repeats` n x n matmuls, measured in
     the same process as the benchmark.
     """
-    import jax.numpy as jnp
-
     a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
     f = jax.jit(lambda x: x @ x)
     jax.block_until_ready(f(a))

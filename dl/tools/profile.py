@@ -18,6 +18,8 @@ import os
 import time
 from collections import defaultdict
 
+import jax
+
 
 def op_self_times(trace: dict, module: str) -> dict[str, dict]:
     """Self time (microseconds) and event count of each XLA op of `module`.
@@ -73,8 +75,6 @@ def profile_steps(runner, logdir: str, calls: int = 10, top: int = 10) -> dict:
       profiled; top_ops: the `top` ops by self time, each with its name,
       self_ms_per_step, events_per_step and share (of the step's wall time).
     """
-    import jax
-
     traced = runner.trace(*runner.args)
     compiled = traced.lower().compile()
     module = compiled.as_text().split(",", 1)[0].split()[-1]  # "HloModule NAME, ..."
