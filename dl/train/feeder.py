@@ -20,7 +20,7 @@ from dl.data import TrainOrder
 from dl.train.sharding import put_replicated
 
 # Over several CPU devices, XLA:CPU deadlocks once too many calls that hold
-# collectives are queued (BUILD_NOTES.md, "Calls in flight"); the host lets at
+# collectives are queued (BUILD_NOTES.md, "At most 16 calls in flight"); the host lets at
 # most this many train calls run ahead of it.
 CPU_MAX_CALLS_IN_FLIGHT = 16
 

@@ -3,8 +3,8 @@
 orbax-checkpoint asks tensorstore for its raw-bytes metrics before and after
 writing (and reading) each batch of arrays, only to report them through
 `jax.monitoring`; with tensorstore 0.1.86 every ask leaks the Python objects
-it returns, so every checkpoint left about 16 KB behind, without bound
-(BUILD_NOTES.md, "Reliability"). dl reads none of those metrics.
+it returns, so every checkpoint left memory behind, without bound
+(BUILD_NOTES.md, "orbax's raw-bytes I/O telemetry is off"). dl reads none of them.
 
 `stop_io_metrics_leak()` replaces the probe by one that reports 0, for the
 (orbax-checkpoint, tensorstore) versions in `MEASURED` only; the binaries
