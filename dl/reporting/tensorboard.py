@@ -83,11 +83,15 @@ class TensorBoardWriter:
             infinities (also as the strings "nan", "inf" that metrics.jsonl
             holds) are written as such.
         """
+        values = []
         for name, value in metrics.items():
             number = _as_float(value)
             if number is not None:
                 tag = f"{split}/{name}" if split else str(name)
-                self._writer.add_scalar(tag, number, int(step))
+                values.append(Summary.Value(tag=tag, simple_value=number))
+        if values:
+            # One event for all of them; add_scalar would also log a warning per NaN.
+            self._add(Summary(value=values), step)
 
     def image(self, step: int, tag: str, image) -> None:
         """Writes an image: a PNG file's path, PNG bytes, or an array.
@@ -115,6 +119,11 @@ class TensorBoardWriter:
         )
         summary = Summary(value=[Summary.Value(tag=tag, image=encoded)])
         # add_image would decode and re-encode the PNG; the file's bytes go in as they are.
+        self._add(summary, step)
+
+    def _add(self, summary: Summary, step: int) -> None:
+        if self._writer.file_writer is None:
+            raise ValueError(f"the TensorBoardWriter of {self.logdir} is closed")
         self._writer.file_writer.add_summary(summary, int(step))
 
     def close(self) -> None:

@@ -18,14 +18,13 @@ from __future__ import annotations
 import json
 import os
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import to_rgb  # noqa: E402
-
-from dl.errors import ConfigError  # noqa: E402
+from dl.errors import ConfigError
+from dl.reporting import RunCounter
 
 GRID_CHUNK = 8192
 
@@ -141,7 +140,7 @@ def load_run(workdir: str, checkpoint: str = "latest"):
 
 
 def _colors(k: int) -> np.ndarray:
-    cmap = plt.get_cmap("tab10")
+    cmap = colormaps["tab10"]
     return np.asarray([to_rgb(cmap(i % 10)) for i in range(k)])
 
 
@@ -188,9 +187,10 @@ def draw_boundaries(
     grid = np.stack([xx.ravel(), yy.ravel()], axis=1)
 
     n = len(runs)
-    fig, axes = plt.subplots(1, n, figsize=(max(4.6 * n, 6.5), 4.8), squeeze=False)
+    fig = Figure(figsize=(max(4.6 * n, 6.5), 4.8), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
     panels = []
-    for i, (ax, run, (raw, scale, offset)) in enumerate(zip(axes[0], runs, raws, strict=True)):
+    for i, (ax, run, (raw, scale, offset)) in enumerate(zip(axes, runs, raws, strict=True)):
         config, experiment, state, step, summary = run
         k = max(int(experiment.dataset.num_classes or 2), 2)
         probs = class_probabilities(experiment, state, (grid * scale + offset).astype(np.float32))
@@ -244,10 +244,8 @@ def draw_boundaries(
         + "\n(original data units; training points shown, shade = confidence)",
         fontsize=11,
     )
-    fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(png_path)), exist_ok=True)
     fig.savefig(png_path, dpi=100)
-    plt.close(fig)
     result = {
         "figure": os.path.abspath(png_path),
         "dataset": dataset,
@@ -314,16 +312,16 @@ def train_and_draw(
       ConfigError: the data is not 2-D classification data (before anything
         trains), or a bad axis, or no run finished.
     """
-    import io
-
     from dl.tools import sweep
     from dl.train import train
 
     check_config(config)
     png = os.path.join(workdir, "decision_boundaries.png")
     if axis is None:
-        log(f"training {config.get('name', '') or 'experiment'} in {workdir}")
-        train(config, workdir, stream=io.StringIO())
+        runs = RunCounter(1, log)
+        runs.start(config.get("name", "") or "experiment", f"training in {workdir}")
+        summary = train(config, workdir, stream=runs.stream())
+        runs.finish(f"done at step {summary['step']}")
         return draw_boundaries([workdir], png, resolution=resolution, checkpoint=checkpoint)
     points = sweep.plan(config, [axis])
     os.makedirs(workdir, exist_ok=True)

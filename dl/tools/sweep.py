@@ -34,14 +34,11 @@ import math
 import os
 import time
 
-import matplotlib
+import ml_collections
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import ml_collections  # noqa: E402
-
-from dl.errors import ConfigError  # noqa: E402
-from dl.tools.curves import as_number, read_events, series  # noqa: E402
+from dl.errors import ConfigError
+from dl.reporting import RunCounter, as_number, read_events, series
 
 POINT_FILE = "sweep_point.json"
 
@@ -283,8 +280,16 @@ def _finished(sub: str, config) -> dict | None:
     return record.get("result")
 
 
-def run_point(point: Point, workdir: str) -> dict:
+def run_point(point: Point, workdir: str, runs: RunCounter | None = None) -> dict:
     """Trains one grid point in WORKDIR/<name>/ (or reuses its finished result).
+
+    The training's log goes to WORKDIR/<name>/train.log.
+
+    Args:
+      point: the grid point.
+      workdir: the sweep's directory.
+      runs: the counter of the sweep's runs, whose current run this is: the
+        training's status lines (steps done, ETA) also go to its log.
 
     Returns:
       {"name", "overrides", "workdir", "status" ("done", "diverged" or "error"),
@@ -307,7 +312,7 @@ def run_point(point: Point, workdir: str) -> dict:
     start = time.perf_counter()
     with open(os.path.join(sub, "train.log"), "a") as log:
         try:
-            summary = train(point.config, sub, stream=log)
+            summary = train(point.config, sub, stream=runs.stream(log) if runs else log)
             for key in ("step", "train", "validation", "test", "best", "converged"):
                 if key in summary:
                     result[key] = summary[key]
@@ -337,16 +342,18 @@ def run_sweep(points: list[Point], workdir: str, log=print) -> list[dict]:
     Args:
       points: from `plan`.
       workdir: the sweep's directory; each point trains in a sub-directory.
-      log: called with one line per point.
+      log: called with each progress line: "[i/n] name: ..." when a point
+        starts, as it trains (steps done, steps per second, ETA) and when it ends.
 
     Returns:
       The result of every point (see `run_point`).
     """
+    runs = RunCounter(len(points), log)
     results = []
-    for i, point in enumerate(points, 1):
-        log(f"[{i}/{len(points)}] {point.name}: training in {os.path.join(workdir, point.name)}")
-        result = run_point(point, workdir)
-        log(f"[{i}/{len(points)}] {point.name}: {_one_line(result)}")
+    for point in points:
+        runs.start(point.name, f"training in {os.path.join(workdir, point.name)}")
+        result = run_point(point, workdir, runs)
+        runs.finish(_one_line(result))
         results.append(result)
     return results
 
@@ -510,23 +517,21 @@ def plot_sweep(results: list[dict], workdir: str, metric: str, title: str = "") 
     """
     labels = _labels(results)
     title = title or os.path.basename(os.path.abspath(workdir))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
     _finish_axis(ax, _draw(ax, results, labels, "train", "loss"), "training loss")
     ax.set_title(f"training loss: {title}")
-    fig.tight_layout()
     loss_png = os.path.join(workdir, "sweep_loss.png")
     fig.savefig(loss_png, dpi=100)
-    plt.close(fig)
 
     keys = ["loss", *_validation_metrics(results, metric)]
-    fig, axes = plt.subplots(1, len(keys), figsize=(6.5 * len(keys), 4.5), squeeze=False)
-    for ax, key in zip(axes[0], keys, strict=True):
+    fig = Figure(figsize=(6.5 * len(keys), 4.5), layout="constrained")
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, key in zip(axes, keys, strict=True):
         _finish_axis(ax, _draw(ax, results, labels, "validation", key), f"validation {key}")
     fig.suptitle(f"validation: {title}")
-    fig.tight_layout()
     val_png = os.path.join(workdir, "sweep_validation.png")
     fig.savefig(val_png, dpi=100)
-    plt.close(fig)
     return [loss_png, val_png]
 
 

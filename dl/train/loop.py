@@ -24,16 +24,16 @@ from dl.config import base_config
 from dl.data import SPLITS, Dataset, TrainOrder, eval_order, load_dataset
 from dl.errors import ConfigError
 from dl.models import build_model
-from dl.tasks import Task, make_task
-from dl.train.checkpoint import BEST, Checkpoints
-from dl.train.optim import make_optimizer
-from dl.train.reporting import (
+from dl.reporting import (
     CompilationCounter,
     MetricWriter,
     NullWriter,
     Progress,
     host_rss_mb,
 )
+from dl.tasks import Task, make_task
+from dl.train.checkpoint import BEST, Checkpoints
+from dl.train.optim import make_optimizer
 from dl.train.sharding import (
     check_divisible,
     data_mesh,
@@ -615,7 +615,7 @@ def _train(
                 f"{step} steps, target {value}"
             )
     if is_lead():
-        from dl.tools.curves import plot_learning_curves
+        from dl.reporting.curves import plot_learning_curves
 
         png = plot_learning_curves(
             os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "learning_curves.png")
