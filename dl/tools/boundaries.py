@@ -144,6 +144,25 @@ def _colors(k: int) -> np.ndarray:
     return np.asarray([to_rgb(cmap(i % 10)) for i in range(k)])
 
 
+def _draw_regions(ax, xx, yy, labels, confidence, k: int, x_train, y_train) -> None:
+    """One panel: class regions on the grid [res, res], shaded by confidence, points on top."""
+    colors = _colors(k)
+    strength = ((confidence - 1.0 / k) / (1.0 - 1.0 / k)).clip(0, 1)[..., None]
+    rgb = 1.0 - (0.25 + 0.35 * strength) * (1.0 - colors[labels])
+    extent = (xx.min(), xx.max(), yy.min(), yy.max())
+    ax.imshow(rgb, origin="lower", extent=extent, aspect="auto")
+    if k > 1 and len(np.unique(labels)) > 1:
+        ax.contour(xx, yy, labels, levels=np.arange(k - 1) + 0.5, colors="k", linewidths=0.8)
+    ax.scatter(
+        x_train[:, 0],
+        x_train[:, 1],
+        c=colors[y_train],
+        s=12 if len(x_train) > 50 else 40,
+        edgecolors="k",
+        linewidths=0.4,
+    )
+
+
 def draw_boundaries(
     workdirs: list[str],
     png_path: str,
@@ -196,22 +215,8 @@ def draw_boundaries(
         probs = class_probabilities(experiment, state, (grid * scale + offset).astype(np.float32))
         labels = probs.argmax(-1).reshape(resolution, resolution)
         confidence = probs.max(-1).reshape(resolution, resolution)
-        colors = _colors(k)
-        strength = ((confidence - 1.0 / k) / (1.0 - 1.0 / k)).clip(0, 1)[..., None]
-        rgb = 1.0 - (0.25 + 0.35 * strength) * (1.0 - colors[labels])
-        ax.imshow(rgb, origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]), aspect="auto")
-        if k > 1 and len(np.unique(labels)) > 1:
-            ax.contour(xx, yy, labels, levels=np.arange(k - 1) + 0.5, colors="k", linewidths=0.8)
-        y_train = experiment.dataset.splits["train"]["y"]
-        x_train = raw["train"]
-        ax.scatter(
-            x_train[:, 0],
-            x_train[:, 1],
-            c=colors[y_train],
-            s=12 if len(x_train) > 50 else 40,
-            edgecolors="k",
-            linewidths=0.4,
-        )
+        x_train, y_train = raw["train"], experiment.dataset.splits["train"]["y"]
+        _draw_regions(ax, xx, yy, labels, confidence, k, x_train, y_train)
         accuracy = {
             split: summary.get(split, {}).get("accuracy")
             for split in ("train", "validation", "test")
