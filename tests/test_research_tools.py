@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -54,6 +55,12 @@ def test_range_test_suggests_within_10x_of_the_best_rate_of_a_sweep(tmp_path):
 
     with open(workdir / "sweep.json") as f:
         table = json.load(f)
+    for i, point in enumerate(table["points"], 1):  # each run numbered, with its steps/s and ETA
+        prefix = rf"\[{i}/4\] {re.escape(point['name'])}: "
+        end = re.search(prefix + r"(done|diverged).* \([\d.]+ s\)$", proc.stdout, re.M)
+        assert end and end.group(1) == point["status"], proc.stdout
+        if point["status"] == "done":
+            assert re.search(prefix + r"step \d+/300 .* steps/s, ETA ", proc.stdout), proc.stdout
     assert [p["overrides"]["optimizer.learning_rate"] for p in table["points"]] == list(rates)
     assert {p["status"] for p in table["points"]} <= {"done", "diverged"}
     done = [p for p in table["points"] if p["status"] == "done"]
@@ -121,8 +128,12 @@ def test_range_test_leaves_the_state_and_the_checkpoints_unchanged(tmp_path):
     assert step == 50
     before = jax_host_copy(state)
 
-    result = find_learning_rate(exp, state, min_lr=1e-4, max_lr=10.0, num_steps=60)
+    progress = io.StringIO()
+    result = find_learning_rate(exp, state, min_lr=1e-4, max_lr=10.0, num_steps=60, stream=progress)
     assert trees_equal(before, state)  # also fails if any leaf had been donated (deleted)
+    lines = progress.getvalue().splitlines()
+    assert lines[0].startswith("step 10/60 (17%): ") and "steps/s, ETA" in lines[0]
+    assert lines[-1] == f"range test: {result['stopped']}" and "\r" not in progress.getvalue()
     assert int(state.step) == 50 and result["steps_run"] > 10
 
     checkpoints_before = _file_hashes(os.path.join(workdir, "checkpoints"))
