@@ -45,6 +45,20 @@ def test_progress_draws_a_bar_with_eta_on_a_terminal():
     assert re.search(r"\[\d\d:\d\d<\d\d:\d\d, [\d.]+step/s, loss=0.5\]", text), text
 
 
+def test_progress_draws_its_bar_on_a_terminal_that_reports_no_size():
+    master, replica = os.openpty()  # never sized: 0 columns, 0 lines
+    try:
+        with os.fdopen(replica, "w") as terminal:
+            assert tuple(os.get_terminal_size(replica)) == (0, 0)
+            p = Progress(10, stream=terminal)
+            p.update(10, {"loss": 0.5})
+            p.close()
+        text = os.read(master, 65536).decode()
+    finally:
+        os.close(master)
+    assert "10/10" in text and "loss=0.5" in text, repr(text)
+
+
 def test_progress_in_a_file_writes_no_bar_only_lines_with_rate_and_eta():
     out = io.StringIO()
     p = Progress(200, first_step=100, stream=out, every_seconds=3600)

@@ -24,6 +24,7 @@ status lines.
 from __future__ import annotations
 
 import numbers
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -51,6 +52,20 @@ def _rate(steps_per_second: float) -> str:
     if steps_per_second >= 100:
         return f"{steps_per_second:.0f}"
     return f"{steps_per_second:.3g}"
+
+
+def _bar_size(stream) -> dict:
+    """tqdm's size arguments: follow the terminal's size, or 80 x 24 where it reports none.
+
+    A pseudo-terminal that was never sized reports 0 x 0, in which tqdm draws nothing.
+    """
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return {"dynamic_ncols": True}
+    if size.columns and size.lines:
+        return {"dynamic_ncols": True}
+    return {"ncols": 80, "nrows": 24, "dynamic_ncols": False}
 
 
 def _is_terminal(stream) -> bool:
@@ -108,8 +123,8 @@ class Progress:
                 initial=self.first,
                 file=self.stream,
                 unit="step",
-                dynamic_ncols=True,
                 mininterval=0.2,
+                **_bar_size(self.stream),
             )
 
     def update(self, step: int, status: Mapping[str, object] | None = None) -> None:
