@@ -85,10 +85,10 @@ def test_progress_in_a_file_writes_no_bar_only_lines_with_rate_and_eta():
 
 def test_progress_in_a_file_writes_a_status_line_after_a_quiet_while():
     out = io.StringIO()
-    p = Progress(10, stream=out, every_seconds=0.2)
+    p = Progress(10, stream=out, every_seconds=1.0)
     p.update(1)
     assert out.getvalue() == ""
-    time.sleep(0.3)
+    time.sleep(1.1)
     p.update(2)
     p.update(3)
     (line,) = out.getvalue().splitlines()
