@@ -360,3 +360,17 @@ def test_confusion_matrix_figure_fits_its_classes(tmp_path):
         stored = json.load(f)
     assert stored["classes"] == names and stored["counts"] == counts.tolist()
     assert stored["recall"][0] is None and stored["recall"][8] == pytest.approx(80 / sum(counts[8]))
+
+
+def test_reporting_is_a_bottom_layer():
+    """dl.reporting imports no other part of dl (only dl.errors), nor JAX."""
+    script = (
+        "import sys, dl.reporting, dl.reporting.curves, dl.reporting.figures\n"
+        "print(sorted(m for m in sys.modules if m.startswith('dl') or m == 'jax'))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = eval(proc.stdout)
+    assert {m for m in loaded if not m.startswith("dl.reporting")} == {"dl", "dl.errors"}
