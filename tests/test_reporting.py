@@ -365,12 +365,12 @@ def test_confusion_matrix_figure_fits_its_classes(tmp_path):
 def test_reporting_is_a_bottom_layer():
     """dl.reporting imports no other part of dl (only dl.errors), nor JAX."""
     script = (
-        "import sys, dl.reporting, dl.reporting.curves, dl.reporting.figures\n"
-        "print(sorted(m for m in sys.modules if m.startswith('dl') or m == 'jax'))"
+        "import json, sys, dl.reporting, dl.reporting.curves, dl.reporting.figures\n"
+        "print(json.dumps([m for m in sys.modules if m.startswith('dl') or m == 'jax']))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
-    loaded = eval(proc.stdout)
+    loaded = json.loads(proc.stdout)
     assert {m for m in loaded if not m.startswith("dl.reporting")} == {"dl", "dl.errors"}
