@@ -44,7 +44,7 @@ def learn_kernel(config, workdir: str) -> dict:
     import numpy as np
 
     from dl.errors import ConfigError
-    from dl.tools.figures import save_kernel_pair
+    from dl.reporting.figures import save_kernel_pair
     from dl.train import Checkpoints, build, train
 
     if config.dataset.name != "conv_pairs" or config.model.name != "conv_filter":

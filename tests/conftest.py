@@ -40,3 +40,23 @@ def load_config(name: str):
     import importlib
 
     return importlib.import_module(f"experiments.configs.{name}").get_config()
+
+
+def read_tensorboard(logdir: str):
+    """The scalars and images in `logdir` as TensorBoard's own reader gives them.
+
+    Returns:
+      (tag -> [(step, value), ...], tag -> [(step, PNG bytes), ...]), after
+      TensorBoard has dropped what a restarted run superseded.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(logdir, size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    scalars = {t: [(e.step, e.value) for e in events.Scalars(t)] for t in tags["scalars"]}
+    images = {
+        t: [(e.step, e.encoded_image_string) for e in events.Images(t)] for t in tags["images"]
+    }
+    # A tag whose every value was purged is still listed, with no values.
+    return {t: v for t, v in scalars.items() if v}, {t: v for t, v in images.items() if v}

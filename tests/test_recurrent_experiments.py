@@ -86,6 +86,8 @@ def test_vanishing_gradients_binary_at_initialisation(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.stdout.startswith("[1/2] rnn: gradients at initialisation\n"), proc.stdout
+    assert "\n[2/2] lstm: measured (" in proc.stdout
     first = printed["first_step_relative_norm"]
     # At initialisation the plain RNN's gradient at step 1 of 64 is ~1e-11 of the one at
     # the last step, the LSTM's (forget bias 1) ~1e-8.

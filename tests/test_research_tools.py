@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 import os
-import struct
+import re
 
 import numpy as np
 import pytest
@@ -37,7 +37,7 @@ def _no_traceback(proc) -> None:
 
 def test_range_test_suggests_within_10x_of_the_best_rate_of_a_sweep(tmp_path):
     """A learning-rate sweep (the binary) and the range test on the same problem agree."""
-    from dl.tools.curves import plot_learning_curves
+    from dl.reporting.curves import plot_learning_curves
     from dl.tools.lr_finder import find_learning_rate, start_state
     from dl.train import build
 
@@ -55,6 +55,12 @@ def test_range_test_suggests_within_10x_of_the_best_rate_of_a_sweep(tmp_path):
 
     with open(workdir / "sweep.json") as f:
         table = json.load(f)
+    for i, point in enumerate(table["points"], 1):  # each run numbered, with its steps/s and ETA
+        prefix = rf"\[{i}/4\] {re.escape(point['name'])}: "
+        end = re.search(prefix + r"(done|diverged).* \([\d.]+ s\)$", proc.stdout, re.M)
+        assert end and end.group(1) == point["status"], proc.stdout
+        if point["status"] == "done":
+            assert re.search(prefix + r"step \d+/300 .* steps/s, ETA ", proc.stdout), proc.stdout
     assert [p["overrides"]["optimizer.learning_rate"] for p in table["points"]] == list(rates)
     assert {p["status"] for p in table["points"]} <= {"done", "diverged"}
     done = [p for p in table["points"] if p["status"] == "done"]
@@ -122,8 +128,12 @@ def test_range_test_leaves_the_state_and_the_checkpoints_unchanged(tmp_path):
     assert step == 50
     before = jax_host_copy(state)
 
-    result = find_learning_rate(exp, state, min_lr=1e-4, max_lr=10.0, num_steps=60)
+    progress = io.StringIO()
+    result = find_learning_rate(exp, state, min_lr=1e-4, max_lr=10.0, num_steps=60, stream=progress)
     assert trees_equal(before, state)  # also fails if any leaf had been donated (deleted)
+    lines = progress.getvalue().splitlines()
+    assert lines[0].startswith("step 10/60 (17%): ") and "steps/s, ETA" in lines[0]
+    assert lines[-1] == f"range test: {result['stopped']}" and "\r" not in progress.getvalue()
     assert int(state.step) == 50 and result["steps_run"] > 10
 
     checkpoints_before = _file_hashes(os.path.join(workdir, "checkpoints"))
@@ -331,92 +341,3 @@ def test_baselines_binary_for_regression_reports_data_units(tmp_path):
 
     with pytest.raises(ConfigError, match="naive_bayes for a regression dataset"):
         run_baselines(load_config("linear_diabetes"), ["naive_bayes"])
-
-
-def test_tensorboard_files_read_back_the_logged_values(tmp_path):
-    from dl.tools.tensorboard import (
-        TensorBoardWriter,
-        event_files,
-        read_events,
-        read_images,
-        read_scalars,
-    )
-
-    logdir = str(tmp_path / "tb")
-    logged = {}
-    with TensorBoardWriter(logdir) as writer:
-        for step in (10, 20, 30, 40):
-            train = {"loss": 1.0 / step, "accuracy": step / 50, "learning_rate": 0.01}
-            train.update(grad_norm=step * 0.5, param_norm=3.0 + step, epoch="x")
-            writer.scalars(step, "train", train)
-            for k, v in train.items():
-                if k != "epoch":
-                    logged.setdefault(f"train/{k}", []).append((step, v))
-        writer.scalars(40, "validation", {"loss": 0.25, "accuracy": "nan"})
-        pixels = np.zeros((5, 7, 3), np.uint8)
-        pixels[:, :, 0] = 255
-        writer.image(40, "plots/red", pixels)
-    scalars = read_scalars(logdir)
-    assert set(scalars) == set(logged) | {"validation/loss", "validation/accuracy"}
-    for tag, values in logged.items():
-        assert [s for s, _ in scalars[tag]] == [s for s, _ in values]
-        np.testing.assert_allclose([v for _, v in scalars[tag]], [v for _, v in values], rtol=1e-6)
-    assert scalars["validation/loss"] == [(40, 0.25)]
-    assert np.isnan(scalars["validation/accuracy"][0][1])
-
-    from PIL import Image
-
-    ((step, png),) = read_images(logdir)["plots/red"]
-    assert step == 40
-    image = np.asarray(Image.open(io.BytesIO(png)))
-    assert image.shape == (5, 7, 3) and np.all(image[..., 0] == 255)
-    assert read_events(logdir)[0]["file_version"] == "brain.Event:2"
-
-    # A run resumed from its checkpoint at step 20: what the first run logged after 20 is gone.
-    with TensorBoardWriter(logdir, resume_step=20) as writer:
-        writer.scalars(30, "train", {"loss": 5.0})
-    resumed = read_scalars(logdir)["train/loss"]
-    assert [s for s, _ in resumed] == [10, 20, 30]
-    np.testing.assert_allclose([v for _, v in resumed], [0.1, 0.05, 5.0], rtol=1e-6)
-    assert "plots/red" not in read_images(logdir)
-
-    # Checksums are checked; a record cut short at the end is ignored.
-    path = event_files(logdir)[0]
-    data = bytearray(open(path, "rb").read())
-    with open(path, "wb") as f:
-        f.write(data[:-3])
-    read_scalars(logdir)
-    (length,) = struct.unpack("<Q", data[:8])
-    data[12 + length - 1] ^= 0xFF
-    with open(path, "wb") as f:
-        f.write(data)
-    with pytest.raises(ValueError, match="corrupt"):
-        read_scalars(logdir)
-
-
-def test_learning_curves_of_a_metrics_file(tmp_path):
-    from dl.errors import ConfigError
-    from dl.tools.curves import plot_learning_curves
-
-    events = [{"step": s, "split": "train", "loss": 1.0 / s, "accuracy": 0.5} for s in (1, 2, 3)]
-    events += [{"step": 3, "split": "validation", "loss": "nan", "accuracy": 0.4}]
-    path = tmp_path / "metrics.jsonl"
-    path.write_text("\n".join(json.dumps(e) for e in events) + "\n{cut sho")
-    png = tmp_path / "out" / "learning_curves.png"
-    assert plot_learning_curves(str(path), str(png)) == str(png)
-    assert png.read_bytes()[:4] == b"\x89PNG"
-
-    from dl.tools.tensorboard import export_metrics, read_images, read_scalars
-
-    assert export_metrics(str(path), str(tmp_path / "tb"), {"curves": str(png)}) == 4
-    scalars = read_scalars(str(tmp_path / "tb"))
-    assert [s for s, _ in scalars["train/loss"]] == [1, 2, 3]
-    np.testing.assert_allclose([v for _, v in scalars["train/loss"]], [1.0, 0.5, 1 / 3], rtol=1e-6)
-    assert np.isnan(scalars["validation/loss"][0][1])
-    assert read_images(str(tmp_path / "tb"))["curves"] == [(3, png.read_bytes())]
-
-    path.write_text("")
-    assert plot_learning_curves(str(path), str(tmp_path / "none.png")) is None
-    assert not (tmp_path / "none.png").exists()
-    with pytest.raises(ConfigError, match="cannot read metrics file"):
-        plot_learning_curves(str(tmp_path / "missing.jsonl"), str(png))

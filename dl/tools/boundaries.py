@@ -18,14 +18,13 @@ from __future__ import annotations
 import json
 import os
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import to_rgb  # noqa: E402
-
-from dl.errors import ConfigError  # noqa: E402
+from dl.errors import ConfigError
+from dl.reporting import RunCounter
 
 GRID_CHUNK = 8192
 
@@ -141,8 +140,27 @@ def load_run(workdir: str, checkpoint: str = "latest"):
 
 
 def _colors(k: int) -> np.ndarray:
-    cmap = plt.get_cmap("tab10")
+    cmap = colormaps["tab10"]
     return np.asarray([to_rgb(cmap(i % 10)) for i in range(k)])
+
+
+def _draw_regions(ax, xx, yy, labels, confidence, k: int, x_train, y_train) -> None:
+    """One panel: class regions on the grid [res, res], shaded by confidence, points on top."""
+    colors = _colors(k)
+    strength = ((confidence - 1.0 / k) / (1.0 - 1.0 / k)).clip(0, 1)[..., None]
+    rgb = 1.0 - (0.25 + 0.35 * strength) * (1.0 - colors[labels])
+    extent = (xx.min(), xx.max(), yy.min(), yy.max())
+    ax.imshow(rgb, origin="lower", extent=extent, aspect="auto")
+    if k > 1 and len(np.unique(labels)) > 1:
+        ax.contour(xx, yy, labels, levels=np.arange(k - 1) + 0.5, colors="k", linewidths=0.8)
+    ax.scatter(
+        x_train[:, 0],
+        x_train[:, 1],
+        c=colors[y_train],
+        s=12 if len(x_train) > 50 else 40,
+        edgecolors="k",
+        linewidths=0.4,
+    )
 
 
 def draw_boundaries(
@@ -188,30 +206,17 @@ def draw_boundaries(
     grid = np.stack([xx.ravel(), yy.ravel()], axis=1)
 
     n = len(runs)
-    fig, axes = plt.subplots(1, n, figsize=(max(4.6 * n, 6.5), 4.8), squeeze=False)
+    fig = Figure(figsize=(max(4.6 * n, 6.5), 4.8), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
     panels = []
-    for i, (ax, run, (raw, scale, offset)) in enumerate(zip(axes[0], runs, raws, strict=True)):
+    for i, (ax, run, (raw, scale, offset)) in enumerate(zip(axes, runs, raws, strict=True)):
         config, experiment, state, step, summary = run
         k = max(int(experiment.dataset.num_classes or 2), 2)
         probs = class_probabilities(experiment, state, (grid * scale + offset).astype(np.float32))
         labels = probs.argmax(-1).reshape(resolution, resolution)
         confidence = probs.max(-1).reshape(resolution, resolution)
-        colors = _colors(k)
-        strength = ((confidence - 1.0 / k) / (1.0 - 1.0 / k)).clip(0, 1)[..., None]
-        rgb = 1.0 - (0.25 + 0.35 * strength) * (1.0 - colors[labels])
-        ax.imshow(rgb, origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]), aspect="auto")
-        if k > 1 and len(np.unique(labels)) > 1:
-            ax.contour(xx, yy, labels, levels=np.arange(k - 1) + 0.5, colors="k", linewidths=0.8)
-        y_train = experiment.dataset.splits["train"]["y"]
-        x_train = raw["train"]
-        ax.scatter(
-            x_train[:, 0],
-            x_train[:, 1],
-            c=colors[y_train],
-            s=12 if len(x_train) > 50 else 40,
-            edgecolors="k",
-            linewidths=0.4,
-        )
+        x_train, y_train = raw["train"], experiment.dataset.splits["train"]["y"]
+        _draw_regions(ax, xx, yy, labels, confidence, k, x_train, y_train)
         accuracy = {
             split: summary.get(split, {}).get("accuracy")
             for split in ("train", "validation", "test")
@@ -244,10 +249,8 @@ def draw_boundaries(
         + "\n(original data units; training points shown, shade = confidence)",
         fontsize=11,
     )
-    fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(png_path)), exist_ok=True)
     fig.savefig(png_path, dpi=100)
-    plt.close(fig)
     result = {
         "figure": os.path.abspath(png_path),
         "dataset": dataset,
@@ -314,16 +317,16 @@ def train_and_draw(
       ConfigError: the data is not 2-D classification data (before anything
         trains), or a bad axis, or no run finished.
     """
-    import io
-
     from dl.tools import sweep
     from dl.train import train
 
     check_config(config)
     png = os.path.join(workdir, "decision_boundaries.png")
     if axis is None:
-        log(f"training {config.get('name', '') or 'experiment'} in {workdir}")
-        train(config, workdir, stream=io.StringIO())
+        runs = RunCounter(1, log)
+        runs.start(config.get("name", "") or "experiment", f"training in {workdir}")
+        summary = train(config, workdir, stream=runs.stream())
+        runs.finish(f"done at step {summary['step']}")
         return draw_boundaries([workdir], png, resolution=resolution, checkpoint=checkpoint)
     points = sweep.plan(config, [axis])
     os.makedirs(workdir, exist_ok=True)

@@ -47,17 +47,15 @@ import math
 import os
 
 import jax
-import matplotlib
 import ml_collections
 import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from dl.errors import ConfigError  # noqa: E402
-from dl.train import Checkpoints, Feeder, build, device_arrays  # noqa: E402
-from dl.train.sharding import put_replicated  # noqa: E402
-from dl.train.state import restart  # noqa: E402
+from dl.errors import ConfigError
+from dl.reporting import Progress
+from dl.train import Checkpoints, Feeder, build, device_arrays
+from dl.train.sharding import put_replicated
+from dl.train.state import restart
 
 RULES = ("min_over_10", "steepest")
 CHECK_EVERY = 10  # steps between reads of the losses from the device
@@ -179,6 +177,7 @@ def find_learning_rate(
     beta: float = 0.9,
     divergence_factor: float = 4.0,
     rule: str = "min_over_10",
+    stream=None,
 ) -> dict:
     """Runs the range test on a copy of `state` and checks that `state` is unchanged.
 
@@ -191,6 +190,9 @@ def find_learning_rate(
       beta: smoothing of the loss (0 for none).
       divergence_factor: stop once the smoothed loss exceeds this times its minimum.
       rule: "min_over_10" or "steepest" (see the module docstring).
+      stream: where progress goes (stdout by default): a bar on a terminal,
+        else a line with the steps done, rate and smoothed loss at every
+        tenth of the ramp, and the reason the test stopped.
 
     Returns:
       {"learning_rates", "losses", "smoothed_losses", "suggestion", "rule",
@@ -213,15 +215,18 @@ def find_learning_rate(
         seed=int(config.seed),
     )
     feeder.compile(work)
-
-    rates, losses, stopped, diverged = _ramp(feeder, work, num_steps, beta, divergence_factor)
+    watch = _Watch(beta, divergence_factor)
+    stopped = _ramp(feeder, work, num_steps, watch, Progress(num_steps, stream=stream))
+    done = stopped is not None
+    stopped = stopped or f"reached max_lr after {num_steps} steps"
+    rates, losses = watch.rates, watch.losses
 
     smoothed = smooth(losses, beta)
     rates_found = suggest(rates, smoothed, edge=int(round(1.0 / (1.0 - beta))))
     if not trees_equal(before, state):
         raise RuntimeError("the range test changed the state it was given")
     warnings = []
-    if not diverged and rates_found["min_loss_learning_rate"] >= rates[-1] * 0.999:
+    if not done and rates_found["min_loss_learning_rate"] >= rates[-1] * 0.999:
         warnings.append(
             "the loss was still falling at --max_lr, so the minimum is not known; "
             "raise --max_lr for a meaningful suggestion"
@@ -245,38 +250,60 @@ def find_learning_rate(
     }
 
 
-def _ramp(feeder, work, num_steps: int, beta: float, divergence_factor: float):
-    """Trains `work` up the ramp until the last step or divergence.
+class _Watch:
+    """The losses of the range test so far, smoothed online, and the test's stop rule."""
+
+    def __init__(self, beta: float, divergence_factor: float):
+        self.beta, self.factor = beta, divergence_factor
+        self.rates: list[float] = []
+        self.losses: list[float] = []
+        self.avg, self.smoothed, self.best = 0.0, math.nan, math.inf
+
+    def add(self, lr: float, loss: float) -> str | None:
+        """Adds one step's rate and loss; returns why the test stops, if it does."""
+        k = len(self.losses)
+        self.rates.append(lr)
+        self.losses.append(loss)
+        if not math.isfinite(loss):
+            return f"loss not finite at step {k} (learning rate {lr:.3g})"
+        self.avg = self.beta * self.avg + (1.0 - self.beta) * loss
+        self.smoothed = self.avg / (1.0 - self.beta ** (k + 1))
+        self.best = min(self.best, self.smoothed)
+        if k > 0 and self.smoothed > self.factor * self.best:
+            return (
+                f"diverged at step {k} (learning rate {lr:.3g}): smoothed loss "
+                f"{self.smoothed:.4g} > {self.factor:g} x minimum {self.best:.4g}"
+            )
+        return None
+
+
+def _ramp(feeder, work, num_steps: int, watch, progress) -> str | None:
+    """Trains `work` up the ramp until the last step or until `watch` sees divergence.
 
     Returns:
-      (learning rates, losses, why it stopped, whether it diverged).
+      Why the test stopped early, or None if it ran every step.
     """
-    rates, losses, pending = [], [], []
-    stopped = f"reached max_lr after {num_steps} steps"
-    best, avg = math.inf, 0.0
+    every = max(CHECK_EVERY, num_steps // 10)
+    next_line, pending, stopped = every, [], None
     for step in range(num_steps):
         work, metrics = feeder(work)
         pending.append((metrics["learning_rate"], metrics["loss"]))
+        progress.update(step + 1)
         if len(pending) < CHECK_EVERY and step < num_steps - 1:
             continue
         for lr, loss in jax.device_get(pending):
-            lr, loss = float(lr), float(loss)
-            k = len(losses)
-            rates.append(lr)
-            losses.append(loss)
-            if not math.isfinite(loss):
-                return rates, losses, f"loss not finite at step {k} (learning rate {lr:.3g})", True
-            avg = beta * avg + (1.0 - beta) * loss
-            smoothed = avg / (1.0 - beta ** (k + 1))
-            best = min(best, smoothed)
-            if k > 0 and smoothed > divergence_factor * best:
-                stopped = (
-                    f"diverged at step {k} (learning rate {lr:.3g}): smoothed loss "
-                    f"{smoothed:.4g} > {divergence_factor:g} x minimum {best:.4g}"
-                )
-                return rates, losses, stopped, True
+            stopped = watch.add(float(lr), float(loss))
+            if stopped:
+                break
         pending.clear()
-    return rates, losses, stopped, False
+        if stopped:
+            break
+        if len(watch.losses) >= next_line:
+            progress.update(step + 1, {"lr": watch.rates[-1], "smoothed_loss": watch.smoothed})
+            next_line += every
+    progress.log(f"range test: {stopped or f'reached max_lr after {num_steps} steps'}")
+    progress.close()
+    return stopped
 
 
 def _check_args(min_lr, max_lr, num_steps, beta, divergence_factor, rule) -> None:
@@ -314,7 +341,8 @@ def plot_range_test(result: dict, path: str, title: str = "") -> None:
     rates = np.asarray(result["learning_rates"], np.float64)
     raw = np.asarray([float(v) for v in result["losses"]], np.float64)
     smoothed = np.asarray([float(v) for v in result["smoothed_losses"]], np.float64)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
     ax.plot(rates, raw, color="0.75", linewidth=1, label="loss per step")
     ax.plot(rates, smoothed, color="C0", linewidth=2, label="smoothed loss")
     ax.axvline(
@@ -345,9 +373,7 @@ def plot_range_test(result: dict, path: str, title: str = "") -> None:
     ax.set_title(title or "learning-rate range test")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def lr_find(config, workdir: str, **kwargs) -> dict:

@@ -8,7 +8,6 @@ restores a checkpoint read-only.
 from __future__ import annotations
 
 import functools
-import io
 import json
 import os
 
@@ -17,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dl.errors import ConfigError
+from dl.reporting import RunCounter, format_metrics
 from dl.train.evaluation import restore_run  # noqa: F401 -- part of this module's API
 
 CELL_NAMES = ("rnn", "lstm", "gru")
@@ -226,12 +226,14 @@ def vanishing_gradients(
     train: bool = True,
     split: str = "test",
     num_examples: int = 256,
+    log=print,
 ) -> dict:
     """Measures ||d loss / d x_t|| per time step for several cells on the same task.
 
     For each cell the config's model.cell is replaced; the gradient profile is measured
     at initialisation and, with `train`, after training the config with `dl.train.train`
-    in workdir/CELL. Writes workdir/gradients.json and workdir/gradients.png.
+    in workdir/CELL (its log in workdir/CELL/train.log). Writes workdir/gradients.json
+    and workdir/gradients.png.
 
     Args:
       config: an experiment config whose model has a `cell` field.
@@ -240,6 +242,8 @@ def vanishing_gradients(
       train: also train each cell and measure the trained model.
       split: split whose examples are probed.
       num_examples: examples per probe.
+      log: called with progress lines, "[i/n] cell: ..." as each cell starts,
+        trains (steps done, steps per second, ETA) and ends.
 
     Returns:
       {"cells": {cell: {"initial": [...], "trained": [...], "initial_relative": [...],
@@ -256,17 +260,22 @@ def vanishing_gradients(
         raise ConfigError(f"model {config.model.name!r} has no field 'cell'; use rnn_classifier")
     os.makedirs(workdir, exist_ok=True)
     result: dict = {"cells": {}, "split": split, "num_examples": num_examples}
+    runs = RunCounter(len(cells), log)
     for cell in cells:
         cfg = config.copy_and_resolve_references()
         with cfg.unlocked():
             cfg.model.cell = cell
             cfg.name = f"{config.get('name', 'experiment')}_{cell}"
+        runs.start(cell, "gradients at initialisation")
         exp = build(cfg)
         initial = input_gradient_profile(exp, exp.init_state(), split, num_examples)
         entry = {"initial": initial.tolist(), "initial_relative": (initial / initial[-1]).tolist()}
         if train:
             run_dir = os.path.join(workdir, cell)
-            summary = train_run(cfg, run_dir, stream=io.StringIO())
+            runs.log(f"training {int(cfg.num_train_steps)} steps in {run_dir}")
+            os.makedirs(run_dir, exist_ok=True)
+            with open(os.path.join(run_dir, "train.log"), "a") as train_log:
+                summary = train_run(cfg, run_dir, stream=runs.stream(train_log))
             state, _, step = Checkpoints(run_dir, read_only=True).restore(exp.abstract_state())
             trained = input_gradient_profile(exp, state, split, num_examples)
             entry.update(
@@ -275,6 +284,9 @@ def vanishing_gradients(
                 step=step,
                 test=summary["test"],
             )
+            runs.finish(f"trained to step {step}; test {format_metrics(summary['test'])}")
+        else:
+            runs.finish("measured")
         result["cells"][cell] = entry
     result["time_steps"] = len(next(iter(result["cells"].values()))["initial"])
     result["json"] = os.path.join(workdir, "gradients.json")
@@ -287,14 +299,12 @@ def vanishing_gradients(
 
 def save_gradient_figure(result: dict, path: str) -> None:
     """Plots the relative gradient norm per time step of each cell, one panel per stage."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     stages = [s for s in ("initial", "trained") if all(s in e for e in result["cells"].values())]
-    fig, axes = plt.subplots(1, len(stages), figsize=(5.5 * len(stages), 4), squeeze=False)
-    for ax, stage in zip(axes[0], stages, strict=True):
+    fig = Figure(figsize=(5.5 * len(stages), 4), layout="constrained")
+    axes = fig.subplots(1, len(stages), squeeze=False)[0]
+    for ax, stage in zip(axes, stages, strict=True):
         for cell, entry in result["cells"].items():
             curve = np.asarray(entry[f"{stage}_relative"])
             ax.semilogy(np.arange(1, len(curve) + 1), curve, marker=".", label=cell.upper())
@@ -304,6 +314,4 @@ def save_gradient_figure(result: dict, path: str) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.suptitle("Gradient of the loss with respect to the input at each step")
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -4,12 +4,11 @@
     points = plan(config, axes)          # every field and value checked, nothing run yet
     results = run_sweep(points, workdir)  # WORKDIR/<field=value,...>/ per grid point
 
-A sweep spec is `FIELD=V1,V2,...`: FIELD is a dotted config field, the
-values are separated by commas outside brackets, so a tuple field is
-written `model.hidden_sizes=(),(16,),(16,16)`. Several specs make the grid
-of every combination. Every value is parsed to the type of the field it
-replaces, and every grid point's experiment is built (names looked up,
-shapes checked) before the first run starts, so a typo fails at once.
+A sweep spec is `FIELD=V1,V2,...` (parsed by `dl.tools.sweep_spec`).
+Several specs make the grid of every combination. Every value is parsed to
+the type of the field it replaces, and every grid point's experiment is
+built (names looked up, shapes checked) before the first run starts, so a
+typo fails at once.
 
 Each grid point trains with `dl.train.train` in its own sub-directory and
 leaves `sweep_point.json` there; running the sweep again reuses a point whose
@@ -25,8 +24,6 @@ and sweep_validation.png (validation loss and metric).
 
 from __future__ import annotations
 
-import ast
-import copy
 import dataclasses
 import itertools
 import json
@@ -34,35 +31,17 @@ import math
 import os
 import time
 
-import matplotlib
+import ml_collections
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import ml_collections  # noqa: E402
-
-from dl.data import TrainOrder  # noqa: E402
-from dl.errors import (
-    ConfigError,  # noqa: E402
-    NonFiniteError,  # noqa: E402
-)
-from dl.tools.curves import as_number, read_events, series  # noqa: E402
-from dl.train import CheckpointError, build, train  # noqa: E402
-from dl.train.resume import config_to_dict  # noqa: E402
+from dl.data import TrainOrder
+from dl.errors import ConfigError, NonFiniteError
+from dl.reporting import RunCounter, as_number, read_events, series
+from dl.tools.sweep_spec import Axis, apply_overrides, format_value, parse_axis
+from dl.train import CheckpointError, build, train
+from dl.train.resume import config_to_dict
 
 POINT_FILE = "sweep_point.json"
-
-
-@dataclasses.dataclass
-class Axis:
-    """One swept field.
-
-    Attributes:
-      field: dotted config field, e.g. "optimizer.learning_rate".
-      values: the values, parsed to the field's type.
-    """
-
-    field: str
-    values: list
 
 
 @dataclasses.dataclass
@@ -80,176 +59,9 @@ class Point:
     directions: dict = dataclasses.field(default_factory=dict)
 
 
-def split_values(text: str) -> list[str]:
-    """Splits `a,(b,c),[d]` at the commas that are outside brackets and quotes."""
-    parts, depth, quote, start = [], 0, "", 0
-    for i, ch in enumerate(text):
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts]
-
-
-def _field_node(config, field: str, add: bool = False):
-    """(parent ConfigDict, key) of a dotted field; ConfigError naming it if absent.
-
-    With `add`, the last part of the field may be missing (it is then created).
-    """
-    node, parts = config, field.split(".")
-    for depth, part in enumerate(parts):
-        is_group = isinstance(node, ml_collections.ConfigDict)
-        last = depth == len(parts) - 1
-        if not part or not is_group or (part not in node and not (add and last)):
-            where = ".".join(parts[:depth]) or "the config"
-            known = ", ".join(sorted(node.keys())) if is_group else "(none: not a group)"
-            raise ConfigError(f"sweep field {field!r} does not exist: {where} has fields {known}")
-        if not last:
-            node = node[part]
-    return node, parts[-1]
-
-
-def _type_name(kind) -> str:
-    return getattr(kind, "__name__", str(kind))
-
-
-def parse_value(config, field: str, text: str):
-    """Parses one sweep value to the type of `field`.
-
-    Args:
-      config: the base config.
-      field: dotted field name.
-      text: the value as written on the command line.
-
-    Returns:
-      The value (bool, int, float, str, tuple, list).
-
-    Raises:
-      ConfigError: the field does not exist or the value is not of its type.
-    """
-    node, key = _field_node(config, field)
-    current = node[key]
-    if isinstance(current, ml_collections.ConfigDict):
-        raise ConfigError(
-            f"sweep field {field!r} is a group of fields; sweep one of them: "
-            + ", ".join(f"{field}.{k}" for k in sorted(current.keys()))
-        )
-    kind = type(current) if current is not None else node.get_type(key)
-
-    def bad(expected: str) -> ConfigError:
-        return ConfigError(
-            f"sweep value {text!r} for {field!r} is not {expected} (the field is of type "
-            f"{_type_name(kind)}, currently {current!r})"
-        )
-
-    if text == "":
-        raise ConfigError(f"sweep field {field!r} has an empty value")
-    if kind is bool:
-        lowered = text.lower()
-        if lowered in ("true", "1", "yes"):
-            return True
-        if lowered in ("false", "0", "no"):
-            return False
-        raise bad("a boolean (true or false)")
-    if kind is int:
-        try:
-            return int(text)
-        except ValueError:
-            raise bad("an integer") from None
-    if kind is float:
-        try:
-            return float(text)
-        except ValueError:
-            raise bad("a number") from None
-    if kind is str:
-        if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-            return text[1:-1]
-        return text
-    if kind in (tuple, list):
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            raise bad(f"a {kind.__name__} literal such as (16,) or ()") from None
-        if not isinstance(value, tuple | list):
-            raise bad(f"a {kind.__name__}: write ({text},) for one element")
-        return kind(value)
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = text
-    return value
-
-
-def parse_axis(config, spec: str) -> Axis:
-    """Parses one `FIELD=V1,V2,...` sweep spec against the config.
-
-    Raises:
-      ConfigError: the spec is malformed, the field does not exist, or a
-        value is not of the field's type.
-    """
-    field, sep, rest = spec.partition("=")
-    field = field.strip()
-    if not sep or not field:
-        raise ConfigError(
-            f"sweep spec {spec!r} must be FIELD=V1,V2,... "
-            "(e.g. optimizer.learning_rate=0.001,0.01,0.1)"
-        )
-    texts = split_values(rest)
-    values = [parse_value(config, field, t) for t in texts]
-    if len(set(map(repr, values))) != len(values):
-        raise ConfigError(f"sweep field {field!r} lists a value twice: {rest}")
-    return Axis(field, values)
-
-
-def format_value(value) -> str:
-    """A value as it appears in a sub-directory name: 16x16 for tuples, 'none' for ()."""
-    if isinstance(value, tuple | list):
-        return "x".join(format_value(v) for v in value) if value else "none"
-    if isinstance(value, bool):
-        return str(value).lower()
-    text = repr(value) if isinstance(value, float) else str(value)
-    return text.replace(os.sep, "_").replace(" ", "_").replace(",", "_")
-
-
 def point_name(overrides: dict) -> str:
     """The sub-directory name of a grid point: `field=value,field=value`."""
     return ",".join(f"{k}={format_value(v)}" for k, v in overrides.items())
-
-
-def apply_overrides(config, overrides: dict, *, add_fields: bool = False):
-    """A copy of `config` with dotted-field overrides set (types checked by the config).
-
-    Args:
-      config: the base config.
-      overrides: dotted field -> value.
-      add_fields: create a last-level field the config lacks (the benchmark's
-        suite rows turn a digits config into one on other data); by default a
-        missing field is an error naming it.
-
-    Returns:
-      The new config.
-    """
-    out = copy.deepcopy(config)
-    for field, value in overrides.items():
-        node, key = _field_node(out, field, add=add_fields)
-        try:
-            if key in node:
-                node[key] = value
-            else:
-                with node.unlocked():
-                    node[key] = value
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"sweep value {value!r} cannot be set for {field!r}: {e}") from e
-    return out
 
 
 def plan(config, axes: list[Axis], check: bool = True) -> list[Point]:
@@ -312,8 +124,16 @@ def _finished(sub: str, config) -> dict | None:
     return record.get("result")
 
 
-def run_point(point: Point, workdir: str) -> dict:
+def run_point(point: Point, workdir: str, runs: RunCounter | None = None) -> dict:
     """Trains one grid point in WORKDIR/<name>/ (or reuses its finished result).
+
+    The training's log goes to WORKDIR/<name>/train.log.
+
+    Args:
+      point: the grid point.
+      workdir: the sweep's directory.
+      runs: the counter of the sweep's runs, whose current run this is: the
+        training's status lines (steps done, ETA) also go to its log.
 
     Returns:
       {"name", "overrides", "workdir", "status" ("done", "diverged" or "error"),
@@ -334,7 +154,7 @@ def run_point(point: Point, workdir: str) -> dict:
     start = time.perf_counter()
     with open(os.path.join(sub, "train.log"), "a") as log:
         try:
-            summary = train(point.config, sub, stream=log)
+            summary = train(point.config, sub, stream=runs.stream(log) if runs else log)
             for key in ("step", "train", "validation", "test", "best", "converged"):
                 if key in summary:
                     result[key] = summary[key]
@@ -364,16 +184,18 @@ def run_sweep(points: list[Point], workdir: str, log=print) -> list[dict]:
     Args:
       points: from `plan`.
       workdir: the sweep's directory; each point trains in a sub-directory.
-      log: called with one line per point.
+      log: called with each progress line: "[i/n] name: ..." when a point
+        starts, as it trains (steps done, steps per second, ETA) and when it ends.
 
     Returns:
       The result of every point (see `run_point`).
     """
+    runs = RunCounter(len(points), log)
     results = []
-    for i, point in enumerate(points, 1):
-        log(f"[{i}/{len(points)}] {point.name}: training in {os.path.join(workdir, point.name)}")
-        result = run_point(point, workdir)
-        log(f"[{i}/{len(points)}] {point.name}: {_one_line(result)}")
+    for point in points:
+        runs.start(point.name, f"training in {os.path.join(workdir, point.name)}")
+        result = run_point(point, workdir, runs)
+        runs.finish(_one_line(result))
         results.append(result)
     return results
 
@@ -541,23 +363,21 @@ def plot_sweep(results: list[dict], workdir: str, metric: str, title: str = "") 
     """
     labels = _labels(results)
     title = title or os.path.basename(os.path.abspath(workdir))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
     _finish_axis(ax, _draw(ax, results, labels, "train", "loss"), "training loss")
     ax.set_title(f"training loss: {title}")
-    fig.tight_layout()
     loss_png = os.path.join(workdir, "sweep_loss.png")
     fig.savefig(loss_png, dpi=100)
-    plt.close(fig)
 
     keys = ["loss", *_validation_metrics(results, metric)]
-    fig, axes = plt.subplots(1, len(keys), figsize=(6.5 * len(keys), 4.5), squeeze=False)
-    for ax, key in zip(axes[0], keys, strict=True):
+    fig = Figure(figsize=(6.5 * len(keys), 4.5), layout="constrained")
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, key in zip(axes, keys, strict=True):
         _finish_axis(ax, _draw(ax, results, labels, "validation", key), f"validation {key}")
     fig.suptitle(f"validation: {title}")
-    fig.tight_layout()
     val_png = os.path.join(workdir, "sweep_validation.png")
     fig.savefig(val_png, dpi=100)
-    plt.close(fig)
     return [loss_png, val_png]
 
 

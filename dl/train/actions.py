@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from dl.errors import ConfigError, Preempted
+from dl.reporting import format_metrics
 from dl.train.checkpoint import BEST, LATEST
 
 
@@ -127,7 +128,7 @@ class Evaluate(Action):
     def run(self, loop) -> None:
         metrics = loop.evaluate("validation")
         loop.writer.write(loop.step, "validation", metrics)
-        loop.progress.log(f"step {loop.step}/{loop.total} validation " + _fmt(metrics))
+        loop.progress.log(f"step {loop.step}/{loop.total} validation " + format_metrics(metrics))
         loop.emit("on_evaluate", "validation", metrics)
 
 
@@ -286,9 +287,3 @@ class Checkpointing(Action):
 
     def run(self, loop) -> None:
         loop.save(LATEST)
-
-
-def _fmt(metrics: dict) -> str:
-    return " ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
-    )

@@ -94,7 +94,7 @@ def _figures(exp, evaluator, state, split: str, workdir: str) -> list[str]:
     """Confusion matrix for classifiers; first-layer kernels and feature maps for conv models."""
     import numpy as np
 
-    from dl.tools import figures
+    from dl.reporting import figures
 
     written = []
     task = exp.task

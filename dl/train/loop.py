@@ -21,13 +21,22 @@ import optax
 
 import dl.train.actions as A
 from dl.errors import ConfigError, NonFiniteError
+from dl.reporting import (
+    RUN_FIELDS,
+    CompilationCounter,
+    MetricWriter,
+    NullWriter,
+    Progress,
+    format_metrics,
+    host_rss_mb,
+)
+from dl.reporting.curves import plot_learning_curves
 from dl.train.checkpoint import BEST, LATEST, Checkpoints
 from dl.train.evaluator import Evaluator, device_arrays
 from dl.train.experiment import Experiment, build, check_intervals
 from dl.train.feeder import Feeder
 from dl.train.orbax_patch import stop_io_metrics_leak
 from dl.train.preemption import PreemptionFlag
-from dl.train.reporting import CompilationCounter, MetricWriter, NullWriter, Progress, host_rss_mb
 from dl.train.resume import check_resumable, config_to_dict
 from dl.train.sharding import is_lead, sync, to_host
 from dl.train.state import param_count
@@ -218,11 +227,10 @@ class Loop:
             summary[split] = self.evaluator(self.state, split)
         self.emit("on_end", summary)
         if is_lead():
-            from dl.tools.curves import plot_learning_curves
-
             png = plot_learning_curves(
                 os.path.join(self.workdir, "metrics.jsonl"),
                 os.path.join(self.workdir, "learning_curves.png"),
+                best_metric=self.config.get("best_metric", "") or "",
             )
             if png:
                 summary["learning_curves"] = png
@@ -268,14 +276,13 @@ class Loop:
         result["steps_per_second"] = (self.step - self._window_start) / elapsed
         result["param_norm"] = float(to_host(_global_norm(self.state.params)))
         result["epoch"] = self.feeder.epoch()
-        rss = host_rss_mb()
-        if rss is not None:
-            result["host_rss_mb"] = round(rss, 2)
+        result["host_rss_mb"] = round(host_rss_mb(), 2)
         result["compilations"] = self.compilations.count
+        assert set(result) - set(self.window.sums) <= RUN_FIELDS | {"loss"}, sorted(result)
         self.writer.write(self.step, "train", result)
         self.progress.update(self.step, {"loss": result.get("loss", float("nan"))})
         if not self.progress.tty:
-            self.progress.log(f"step {self.step}/{self.total} train " + A._fmt(result))
+            self.progress.log(f"step {self.step}/{self.total} train " + format_metrics(result))
         self.window.reset()
         self._window_start, self._window_time = self.step, now
         return result
