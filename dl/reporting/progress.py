@@ -127,11 +127,14 @@ class Progress:
                 **_bar_size(self.stream),
             )
 
-    def update(self, step: int, status: Mapping[str, object] | None = None) -> None:
-        """Records that training reached `step`; `status` (e.g. the loss) marks a log point."""
+    def update(self, step: int, status: Mapping[str, object] | str | None = None) -> None:
+        """Records that training reached `step`; `status` (e.g. the loss) marks a log point.
+
+        A status is metrics (written as `format_metrics` writes them) or a string.
+        """
         self.step = int(step)
         if status is not None:
-            self._status = format_metrics(status)
+            self._status = status if isinstance(status, str) else format_metrics(status)
         if self._bar is not None:
             if status is not None:
                 self._bar.set_postfix_str(self._status, refresh=False)

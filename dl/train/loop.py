@@ -22,7 +22,6 @@ import optax
 import dl.train.actions as A
 from dl.errors import ConfigError, NonFiniteError
 from dl.reporting import (
-    RUN_FIELDS,
     CompilationCounter,
     MetricWriter,
     NullWriter,
@@ -104,7 +103,7 @@ def train(config, workdir: str, *, stream=None, callbacks=()) -> dict:
         loop = Loop(config, workdir, exp, ckpts, writer, stream, actions, compilations, config_dict)
         loop.start(state, feeder, Evaluator(exp, arrays, int(config.eval_batch_size)))
         loop.progress.log(
-            f"{config.get('name', 'experiment')}: model {config.model.name}, "
+            f"{config.get('name', '') or 'experiment'}: model {config.model.name}, "
             f"{param_count(state.params):,} parameters, dataset {exp.dataset.name} "
             f"{exp.dataset.info['sizes']}, step {loop.step}/{loop.total}, compiled in "
             f"{compile_seconds:.2f}s"
@@ -278,11 +277,12 @@ class Loop:
         result["epoch"] = self.feeder.epoch()
         result["host_rss_mb"] = round(host_rss_mb(), 2)
         result["compilations"] = self.compilations.count
-        assert set(result) - set(self.window.sums) <= RUN_FIELDS | {"loss"}, sorted(result)
         self.writer.write(self.step, "train", result)
-        self.progress.update(self.step, {"loss": result.get("loss", float("nan"))})
-        if not self.progress.tty:
-            self.progress.log(f"step {self.step}/{self.total} train " + format_metrics(result))
+        if self.progress.tty:  # the bar shows the loss; a log file gets every train metric
+            self.progress.update(self.step, {"loss": result.get("loss", float("nan"))})
+        else:
+            shown = {k: v for k, v in result.items() if k != "steps_per_second"}
+            self.progress.update(self.step, "train " + format_metrics(shown))
         self.window.reset()
         self._window_start, self._window_time = self.step, now
         return result
