@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from dl.errors import ConfigError
+from dl.reporting import figures as figs
 
 Pair = tuple[jax.Array, jax.Array]  # per-example (numerator [batch], denominator [batch])
 
@@ -79,6 +83,23 @@ class Task:
         """
         return {}
 
+    def figures(
+        self, outputs, predictions: dict, data: dict, split: str, directory: str
+    ) -> list[str]:
+        """Writes the task's figures of one evaluated split; returns the files written.
+
+        Args:
+          outputs: the model's raw outputs over the split, numpy [examples, ...].
+          predictions: the task's `predictions` of them, field -> [examples, ...].
+          data: the split's arrays.
+          split: its name, for file names and titles.
+          directory: where to write (the run's workdir).
+
+        Returns:
+          The paths written (none by default).
+        """
+        return []
+
     def direction(self, metric: str) -> str:
         """ "max" or "min": which way `metric` improves (ConfigError for an unknown metric)."""
         if metric not in self.metric_directions:
@@ -91,3 +112,27 @@ class Task:
 
 def ones(batch) -> jax.Array:
     return jnp.ones(batch["y"].shape[:1], jnp.float32)
+
+
+def confusion_figures(
+    y_true, y_pred, num_classes: int, class_names, split: str, directory: str
+) -> list[str]:
+    """Writes confusion_<split>.json (counts, recall, precision) and confusion_<split>.png.
+
+    Args:
+      y_true: true class ids [n].
+      y_pred: predicted class ids [n].
+      num_classes: the number of classes (at least 2 rows are drawn).
+      class_names: names in id order, or None for the ids.
+      split: named in the file names and the title.
+      directory: where to write.
+
+    Returns:
+      The two paths.
+    """
+    stem = os.path.join(directory, f"confusion_{split}")
+    cm = figs.confusion_matrix(
+        np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1), max(int(num_classes), 2)
+    )
+    figs.save_confusion(cm, stem, class_names, f"{split} confusion matrix")
+    return [stem + ".json", stem + ".png"]

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from dl.errors import ConfigError
-from dl.tasks.base import Task
+from dl.tasks.base import Task, confusion_figures
 from dl.tasks.supervised import Classification
 
 GRAPH_INPUTS = ("x", "senders", "receivers", "n_node", "n_edge")
@@ -144,6 +145,18 @@ class NodeClassification(Task):
     def node_labels(self, outputs):
         """Predicted class id of every node slot [batch, max_nodes]."""
         return jnp.argmax(outputs, axis=-1)
+
+    def figures(self, outputs, predictions, data, split, directory):
+        """The confusion matrix over the nodes the split counts (its label_mask)."""
+        counted = np.asarray(self.node_weights(data)) > 0  # [graphs, max_nodes]
+        return confusion_figures(
+            np.asarray(data["y"])[counted],
+            np.asarray(self.node_labels(outputs))[counted],
+            self.num_outputs(),
+            self.dataset.info.get("classes"),
+            split,
+            directory,
+        )
 
 
 __all__ = ["GRAPH_INPUTS", "GraphClassification", "NodeClassification", "graph_inputs"]

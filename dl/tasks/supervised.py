@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import optax
 
 from dl.errors import ConfigError
-from dl.tasks.base import Task, ones
+from dl.tasks.base import Task, confusion_figures, ones
 
 
 class Classification(Task):
@@ -47,6 +47,17 @@ class Classification(Task):
         """Predicted class ids."""
         return jnp.argmax(outputs, axis=-1)
 
+    def figures(self, outputs, predictions, data, split, directory):
+        """The confusion matrix of the split (confusion_<split>.json and .png)."""
+        return confusion_figures(
+            data["y"],
+            self.labels(outputs),
+            self.dataset.num_classes or 2,
+            self.dataset.info.get("classes"),
+            split,
+            directory,
+        )
+
 
 class BinaryClassification(Task):
     """Two classes, one sigmoid unit: binary cross-entropy on the logit; accuracy."""
@@ -84,6 +95,17 @@ class BinaryClassification(Task):
     def labels(self, outputs):
         """Predicted class ids (0 or 1)."""
         return (outputs[..., 0] > 0).astype(jnp.int32)
+
+    def figures(self, outputs, predictions, data, split, directory):
+        """The confusion matrix of the split (confusion_<split>.json and .png)."""
+        return confusion_figures(
+            data["y"],
+            self.labels(outputs),
+            self.dataset.num_classes or 2,
+            self.dataset.info.get("classes"),
+            split,
+            directory,
+        )
 
 
 class PerceptronCriterion(BinaryClassification):

@@ -15,6 +15,7 @@ import ml_collections
 
 from dl.config import upgrade
 from dl.errors import ConfigError
+from dl.reporting import figures
 from dl.train.checkpoint import CheckpointError, Checkpoints
 from dl.train.evaluator import Evaluator, device_arrays
 from dl.train.experiment import build
@@ -91,38 +92,13 @@ def evaluate(
 
 
 def _figures(exp, evaluator, state, split: str, workdir: str) -> list[str]:
-    """Confusion matrix for classifiers; first-layer kernels and feature maps for conv models."""
-    import numpy as np
-
-    from dl.reporting import figures
-
-    written = []
-    task = exp.task
-    if hasattr(task, "labels"):
-        outputs, _ = evaluator.predict(state, split)
-        y_pred = np.asarray(task.labels(outputs))
-        y_true = exp.dataset.splits[split]["y"]
-        k = max(int(exp.dataset.num_classes or 2), 2)
-        stem = os.path.join(workdir, f"confusion_{split}")
-        figures.save_confusion(
-            figures.confusion_matrix(y_true, y_pred, k),
-            stem,
-            exp.dataset.info.get("classes"),
-            f"{split} confusion matrix",
-        )
-        written += [stem + ".json", stem + ".png"]
+    """The task's figures of the split, and the first conv layer's kernels and feature maps."""
+    outputs, predictions = evaluator.predict(state, split)
     data = exp.dataset.splits[split]
-    if task.name == "detection":
-        from dl.tasks.detection import draw_detections
-
-        _, predictions = evaluator.predict(state, split)
-        path = os.path.join(workdir, f"detections_{split}.png")
-        draw_detections(data["x"], predictions, data, path, exp.dataset.info.get("class_names"))
-        written.append(path)
-    x = data["x"]
-    if x.ndim == 4:
+    written = exp.task.figures(outputs, predictions, data, split, workdir)
+    if data["x"].ndim == 4:  # images: the model's first conv layer, if it has one
         variables = {"params": state.params, **state.model_state}
         written += figures.save_conv_figures(
-            exp.model, variables, x[0], os.path.join(workdir, "conv")
+            exp.model, variables, data["x"][0], os.path.join(workdir, "conv")
         )
     return written
