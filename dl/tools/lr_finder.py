@@ -24,14 +24,8 @@ Suggested rate (`rule`):
   - "steepest": the rate where the smoothed loss falls fastest per decade
     of rate (most negative d s / d log lr), before the minimum and after
     the first 1 / (1 - beta) steps (where the smoothing has no slope yet).
-Both are reported. Measured against the best fixed rate of a sweep over
-0.001, 0.01, 0.1 and 1 on the same problem, "min_over_10" gave: Adam on
-capacity_moons 0.0097 (best 0.01), momentum on diabetes 0.0016 (0.001),
-plain SGD on digits 0.039 (0.1 by validation loss); Adam on digits 0.0014
-(mlp_digits trains at 0.001). Plain SGD with tanh units on moons, whose loss
-is flat over two decades of rate, is the exception: 0.067 against 1.0, where
-the minimum itself (0.67) was closer. "steepest" moves more with the noise
-of the losses.
+Both are reported; BUILD_NOTES.md ("Research tools") compares them with
+the best rate of a sweep.
 
 The state passed in is never given to a donating call: the range test runs
 on copies, and `find_learning_rate` checks, leaf by leaf and bit for bit,
