@@ -72,6 +72,27 @@ def _length_norm(lengths: Array, alpha: float) -> Array:
     return ((5.0 + lengths.astype(jnp.float32)) / 6.0) ** alpha
 
 
+def _best_hypothesis(
+    tokens: Array, raw: Array, lengths: Array, length_penalty: float
+) -> tuple[Array, Array]:
+    """The best of each example's beams.
+
+    Args:
+        tokens: ``[batch, k, max_len]`` hypotheses.
+        raw: ``[batch, k]`` summed log-probabilities.
+        lengths: ``[batch, k]`` tokens up to and including EOS.
+        length_penalty: GNMT length-penalty exponent.
+
+    Returns:
+        ``(tokens [batch, max_len], scores [batch])`` of the best-scoring hypotheses.
+    """
+    scores = raw / _length_norm(lengths, length_penalty)  # [batch, k]
+    best = jnp.argmax(scores, axis=-1)  # [batch]
+    best_tokens = jnp.take_along_axis(tokens, best[:, None, None], axis=1)[:, 0]
+    best_scores = jnp.take_along_axis(scores, best[:, None], axis=1)[:, 0]
+    return best_tokens, best_scores
+
+
 def beam_search(
     module: Seq2Seq,
     variables: Any,
@@ -150,11 +171,7 @@ def beam_search(
         jnp.zeros((batch, k), jnp.int32),
     )
     (_, tokens, raw, _, lengths), _ = jax.lax.scan(body, init, jnp.arange(max_len))
-    scores = raw / _length_norm(lengths, length_penalty)  # [batch, k]
-    best = jnp.argmax(scores, axis=-1)  # [batch]
-    best_tokens = jnp.take_along_axis(tokens, best[:, None, None], axis=1)[:, 0]
-    best_scores = jnp.take_along_axis(scores, best[:, None], axis=1)[:, 0]
-    return best_tokens, best_scores
+    return _best_hypothesis(tokens, raw, lengths, length_penalty)
 
 
 __all__ = ["beam_search", "greedy_decode"]
