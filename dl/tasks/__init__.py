@@ -5,6 +5,7 @@ denominator) pairs. The training loop masks and sums them, so a metric over a
 padded batch, or over many batches, is exactly the metric over the examples.
 """
 
+from dl.errors import unknown_name
 from dl.tasks.base import Task
 from dl.tasks.detection import Detection
 from dl.tasks.graph import GraphClassification, NodeClassification
@@ -39,8 +40,6 @@ def make_task(name: str, dataset) -> Task:
     Returns:
       The Task.
     """
-    from dl.errors import unknown_name
-
     if name not in TASKS:
         raise unknown_name("task", name, TASKS)
     return TASKS[name](dataset)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from dl.errors import ConfigError
+
 Pair = tuple[jax.Array, jax.Array]  # per-example (numerator [batch], denominator [batch])
 
 
@@ -78,8 +80,6 @@ class Task:
         return {}
 
     def direction(self, metric: str) -> str:
-        from dl.errors import ConfigError
-
         if metric not in self.metric_directions:
             raise ConfigError(
                 f"task {self.name!r} has no metric {metric!r}; its metrics: "

@@ -324,13 +324,11 @@ def vanishing_gradients(
 
 def save_gradient_figure(result: dict, path: str) -> None:
     """Plots the relative gradient norm per time step of each cell, one panel per stage."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # slow to import: loaded when a figure is drawn
 
     stages = [s for s in ("initial", "trained") if all(s in e for e in result["cells"].values())]
-    fig, axes = plt.subplots(1, len(stages), figsize=(5.5 * len(stages), 4), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(stages), 4))
+    axes = fig.subplots(1, len(stages), squeeze=False)
     for ax, stage in zip(axes[0], stages, strict=True):
         for cell, entry in result["cells"].items():
             curve = np.asarray(entry[f"{stage}_relative"])
@@ -343,4 +341,3 @@ def save_gradient_figure(result: dict, path: str) -> None:
     fig.suptitle("Gradient of the loss with respect to the input at each step")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
