@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import config_path, load_config, run_binary
-from dl.data.sequences import Vocabulary
+from dl.data.vocabulary import Vocabulary
 
 
 def summary_of(stdout: str) -> dict:
@@ -168,3 +168,18 @@ def test_lstm_benchmark_rows():
         # (the inputs get no gradient): 2 B 4H (F + H) + 2 B 4H (F + H) + 2 B 4H H.
         per_time_step = 2 * 2 * 16 * (2 * 3 + 3 * 4)
         assert row["matmul_flops_per_step"] == per_time_step * row["length"]
+
+
+def test_input_gradient_norms_per_step():
+    import jax
+    import jax.numpy as jnp
+
+    from dl.models.recurrent import RecurrentClassifier
+    from dl.tools.recurrent import input_gradient_norms
+
+    model = RecurrentClassifier(cell="rnn", hidden_size=8, num_outputs=2)
+    x = jax.random.normal(jax.random.key(0), (2, 12, 3))
+    variables = jax.jit(model.init)(jax.random.key(1), x)
+    norms = jax.jit(lambda v, x: input_gradient_norms(model, v, x))(variables, x)
+    assert norms.shape == (12,)
+    assert bool(jnp.all(jnp.isfinite(norms))) and float(norms[-1]) > 0.0

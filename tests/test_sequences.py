@@ -10,16 +10,8 @@ import numpy as np
 import pytest
 
 from dl.data import SOURCES, Dataset, load_dataset
-from dl.data.sequences import (
-    BOS,
-    EOS,
-    PAD,
-    UNK,
-    Vocabulary,
-    check_ids,
-    encode_padded,
-    format_date,
-)
+from dl.data.sequences import check_ids, encode_padded, format_date
+from dl.data.vocabulary import BOS, EOS, PAD, UNK, Vocabulary
 from dl.errors import ConfigError
 from dl.tasks import make_task
 

@@ -1,6 +1,6 @@
 """Graph datasets as `Source`s: karate club, image grids, synthetic sets and user files.
 
-Graphs use the dense per-graph format of dl.models.gnn, one example per
+Graphs use the dense per-graph format of dl.data.graph_checks, one example per
 graph, with the node features in `x` (the field every dataset has):
 
   x          [examples, max_nodes, features]  node features; slots >= n_node are padding
@@ -12,7 +12,7 @@ graph, with the node features in `x` (the field every dataset has):
 
 Every example has the same slot counts (the padding budget), so batches have
 static shapes and nothing recompiles between them. Each source validates its
-graphs with dl.models.gnn.check_dense_graphs when it loads them: an edge
+graphs with dl.data.graph_checks.check_dense_graphs when it loads them: an edge
 outside its graph's nodes is an error naming the graph and the edge.
 
 Node classification on one graph (karate club, a user edge list) gives three
@@ -42,6 +42,7 @@ from absl import logging
 
 import dl.data.graphs as graphs
 from dl.config import option
+from dl.data.graph_checks import check_dense_graphs, check_graph
 from dl.data.source import Source, read_npz
 from dl.data.splits import split_indices
 from dl.errors import ConfigError
@@ -75,8 +76,6 @@ def _force_no_standardization(cfg, name: str) -> None:
 
 def _checked(data: dict, name: str, cfg) -> dict:
     """Validates dense graphs (nodes under "nodes") and returns them with nodes renamed to x."""
-    from dl.models.gnn import check_dense_graphs
-
     width = int(option(cfg, "node_features", 0) or 0)
     check_dense_graphs(data, name, width or None)
     out = {k: v for k, v in data.items() if k != "nodes"}
@@ -318,8 +317,6 @@ def _check_edges_in_graph(senders, receivers, n_node, n_edge, num_nodes: int, pa
 
 def _pack_graphs(arrays: dict, path: str, cfg) -> dict:
     """Batched graphs (GraphsTuple layout: edges index the concatenated nodes) -> dense."""
-    from dl.models.gnn import GraphsTuple, check_graph
-
     missing = [
         k for k in ("nodes", "senders", "receivers", "n_node", "n_edge", "y") if k not in arrays
     ]
@@ -343,15 +340,13 @@ def _pack_graphs(arrays: dict, path: str, cfg) -> dict:
     if np.any(n_node < 0) or np.any(n_edge < 0):
         raise ConfigError(f"graph file {path!r}: n_node and n_edge must be non-negative")
     _check_edges_in_graph(senders, receivers, n_node, n_edge, nodes.shape[0], path)
-    graph = GraphsTuple(
-        nodes=nodes,
-        edges=None,
-        senders=senders,
-        receivers=receivers,
-        globals=None,
-        n_node=n_node,
-        n_edge=n_edge,
-    )
+    graph = {
+        "nodes": nodes,
+        "senders": senders,
+        "receivers": receivers,
+        "n_node": n_node,
+        "n_edge": n_edge,
+    }
     check_graph(graph, path)
     y = arrays["y"].reshape(-1)
     if y.shape != n_node.shape:

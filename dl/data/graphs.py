@@ -1,4 +1,4 @@
-"""Graph datasets in the dense per-graph format of dl.models.gnn.
+"""Graph datasets in the dense per-graph format of dl.data.graph_checks.
 
 Each function returns a dict of numpy arrays with a leading example axis:
 
@@ -14,7 +14,7 @@ example holding the whole graph, plus `label_mask` and `eval_mask`
 [1, max_nodes] float32 marking the nodes whose labels train and evaluate.
 Undirected edges are stored once in each direction. Everything is generated
 from a seed with numpy; nothing here imports jraph (the edge-list loader
-validates through dl.models.gnn, imported when it runs).
+validates with dl.data.graph_checks).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dl.data.graph_checks import check_graph
 from dl.errors import ConfigError, unknown_name
 
 KARATE_CLASSES = ("Mr. Hi", "Officer")
@@ -391,7 +392,7 @@ def load_edge_list_npz(path: str, undirected: bool = False) -> dict[str, np.ndar
     `nodes` [nodes, features] (or [nodes]), and optionally `y` [nodes] node
     labels and `label_mask` [nodes] (nonzero = labelled for training; the
     other nodes are evaluated). The graph is validated with
-    dl.models.gnn.check_graph.
+    dl.data.graph_checks.check_graph.
 
     Args:
       path: the file.
@@ -424,9 +425,8 @@ def load_edge_list_npz(path: str, undirected: bool = False) -> dict[str, np.ndar
             raise ConfigError(
                 f"graph file {path!r}: {field} must be integers, got {arrays[field].dtype}"
             )
-    from dl.models.gnn import check_graph, single_graph
-
-    check_graph(single_graph(nodes, senders, receivers), path)
+    one_graph = {"n_node": [nodes.shape[0]], "n_edge": [senders.size]}
+    check_graph({"nodes": nodes, "senders": senders, "receivers": receivers, **one_graph}, path)
     if undirected:
         senders, receivers = (
             np.concatenate([senders, receivers]),

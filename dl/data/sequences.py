@@ -12,7 +12,7 @@ and fixed-shape int32 fields, so batches are gathered by index like any other se
     position.
 
 Vocabularies are lists of symbols in id order with the reserved `<pad> <bos> <eos> <unk>`
-at ids 0-3 (`dl.models.seq2seq.Vocabulary`), stored in info["src_vocab"] and
+at ids 0-3 (`dl.data.vocabulary.Vocabulary`), stored in info["src_vocab"] and
 info["tgt_vocab"] (seq2seq) or info["vocab"] (char-LM). They are fixed alphabets, so a
 model's vocabulary sizes do not depend on which examples were drawn; the configs set them
 (`model.src_vocab_size`, `model.tgt_vocab_size`, `model.vocab_size`) and the sequence task
@@ -31,8 +31,8 @@ from absl import logging
 
 from dl.config import option
 from dl.data.source import Source, check_file
+from dl.data.vocabulary import BOS, EOS, PAD, SPECIAL_TOKENS, UNK, Vocabulary
 from dl.errors import ConfigError
-from dl.models.seq2seq import BOS, EOS, PAD, SPECIAL_TOKENS, UNK, Vocabulary
 
 __all__ = [
     "ASCII_SYMBOLS",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dl.boxes import box_area, box_intersection
 from dl.config import option
 from dl.data.source import Source, read_npz
 from dl.errors import ConfigError
@@ -53,12 +54,7 @@ def _shape_mask(kind: int, cx: float, cy: float, size: float, rows, cols) -> np.
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over the smaller box's area, for boxes (x_min, y_min, x_max, y_max)."""
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return float(iw * ih / smaller)
+    return float(box_intersection(a, b) / min(box_area(a), box_area(b)))
 
 
 def _place(rng, placed: list, side: int, sizes: tuple, max_overlap: float, rows, cols):

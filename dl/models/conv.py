@@ -14,15 +14,9 @@ depend on the implementation) that computes the convolution one of three ways:
              views of the input are stacked channels-first, [kh * kw, in,
              batch, out_h, out_w], and contracted with the kernel in a single
              dot. Its gradients are a dot and a sum of shifted slices.
-  'auto'     'banded' on a CPU for a stride-1 layer with few input channels
-             (see `resolve_implementation`), 'xla' otherwise.
-
-Why: XLA's CPU convolution is slow for layers with few input channels (the
-first layers of LeNet-style models), where a conv is more memory movement
-than arithmetic, and its gradients are slower still. There the banded matmul
-is 2-6 times faster forward and backward (figures in BUILD_NOTES.md). With
-many channels, or a large strided stem, the backend's convolution wins, and
-on GPUs cuDNN is used throughout.
+  'auto'     what `dl.models.fast_paths.conv_implementation` picks: 'banded'
+             on a CPU for a stride-1 layer with few input channels, 'xla'
+             otherwise (and always 'xla' with the fast paths switched off).
 """
 
 from __future__ import annotations
@@ -34,12 +28,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+import dl.models.fast_paths as fast_paths
 from dl.errors import unknown_name
 
 IMPLEMENTATIONS = ("auto", "xla", "banded", "patches")
-BANDED_MAX_IN_FEATURES = 8
-BANDED_ANY_SIZE_MAX_IN_FEATURES = 4
-BANDED_WIDE_MAX_POSITIONS = 16 * 16
 
 
 def _pair(value) -> tuple[int, int]:
@@ -225,31 +217,40 @@ def conv_banded(
 def resolve_implementation(
     implementation: str, in_features: int, strides=(1, 1), out_size: tuple[int, int] | None = None
 ) -> str:
-    """'auto' -> 'banded' or 'xla' for this layer on the default backend.
+    """The implementation a layer uses: `implementation`, or for 'auto' the fast paths' choice.
 
-    'banded' on a CPU for a stride-1 layer with at most BANDED_MAX_IN_FEATURES
-    input channels; above BANDED_ANY_SIZE_MAX_IN_FEATURES only while the output
-    map has at most BANDED_WIDE_MAX_POSITIONS positions (`out_size`, (height,
-    width)): with 8 channels on a 32x32 or 64x64 map the windows no longer fit
-    in cache and XLA's convolution is about 1.3x faster.
+    Args:
+      implementation: one of IMPLEMENTATIONS.
+      in_features: input channels.
+      strides: (sh, sw) or an int.
+      out_size: output (height, width), or None when unknown.
+
+    Returns:
+      'xla', 'banded' or 'patches'.
+
+    Raises:
+      ConfigError: for an unknown implementation.
     """
     if implementation not in IMPLEMENTATIONS:
         raise unknown_name("conv implementation", implementation, IMPLEMENTATIONS)
     if implementation != "auto":
         return implementation
-    if jax.default_backend() != "cpu" or _pair(strides) != (1, 1):
-        return "xla"
-    if in_features <= BANDED_ANY_SIZE_MAX_IN_FEATURES:
-        return "banded"
-    if in_features <= BANDED_MAX_IN_FEATURES and (
-        out_size is None or out_size[0] * out_size[1] <= BANDED_WIDE_MAX_POSITIONS
-    ):
-        return "banded"
-    return "xla"
+    return fast_paths.conv_implementation(in_features, _pair(strides), out_size)
 
 
 class Conv(nn.Module):
     """2-D convolution over NHWC inputs, with `flax.linen.Conv`'s parameters.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> layer = Conv(features=4, kernel_size=3)
+      >>> x = jnp.ones((2, 8, 8, 1))  # [batch, height, width, channels]
+      >>> variables = layer.init(jax.random.key(0), x)
+      >>> variables["params"]["kernel"].shape  # [kh, kw, in, out]
+      (3, 3, 1, 4)
+      >>> layer.apply(variables, x).shape  # 'SAME' padding keeps 8x8
+      (2, 8, 8, 4)
 
     Attributes:
       features: output channels.

@@ -1,4 +1,4 @@
-"""A dense layer with `flax.linen.Dense`'s parameters and a faster narrow-layer gradient on CPUs.
+"""A dense layer with `flax.linen.Dense`'s parameters and a choice of product layout.
 
 `Dense` is a drop-in for `flax.linen.Dense`: the same parameters (`kernel`
 [in, features], `bias` [features]) and initializers, so checkpoints do not
@@ -10,15 +10,13 @@ depend on it. It computes the same `x @ kernel + bias` one of two ways:
                 product `dy^T x` laid out [features, in], transposed after
                 an `optimization_barrier` so that XLA cannot fold the
                 transpose back into the product.
-  'auto'        'transposed' on a CPU for a narrow layer (at most
-                NARROW_MAX_FEATURES outputs, fewer outputs than inputs),
-                'xla' otherwise.
+  'auto'        what `dl.models.fast_paths.dense_implementation` picks:
+                'transposed' on a CPU for a narrow layer (few outputs, fewer
+                than the inputs), 'xla' otherwise (and always 'xla' with the
+                fast paths switched off).
 
-Why: XLA:CPU computes a kernel gradient laid out [in, features] with few
-features (a classifier head: 1024 inputs, 10 classes) about ten times slower
-than the same product laid out [features, in] (0.23 ms against 0.025 ms at
-batch 64; BUILD_NOTES.md). Both forms use only standard primitives, so
-forward-mode differentiation, vmap and higher derivatives work as with flax.
+Both forms use only standard primitives, so forward-mode differentiation,
+vmap and higher derivatives work as with flax.
 """
 
 from __future__ import annotations
@@ -30,25 +28,31 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+import dl.models.fast_paths as fast_paths
 from dl.errors import unknown_name
 
 IMPLEMENTATIONS = ("auto", "xla", "transposed")
-NARROW_MAX_FEATURES = 32
 
 
 def resolve_implementation(implementation: str, in_features: int, features: int) -> str:
-    """'auto' -> 'transposed' or 'xla' for this layer on the default backend."""
+    """The implementation a layer uses: `implementation`, or for 'auto' the fast paths' choice.
+
+    Args:
+      implementation: one of IMPLEMENTATIONS.
+      in_features: input width.
+      features: output width.
+
+    Returns:
+      'xla' or 'transposed'.
+
+    Raises:
+      ConfigError: for an unknown implementation.
+    """
     if implementation not in IMPLEMENTATIONS:
         raise unknown_name("dense implementation", implementation, IMPLEMENTATIONS)
     if implementation != "auto":
         return implementation
-    if (
-        jax.default_backend() == "cpu"
-        and features <= NARROW_MAX_FEATURES
-        and features < in_features
-    ):
-        return "transposed"
-    return "xla"
+    return fast_paths.dense_implementation(in_features, features)
 
 
 def dense_transposed(x: jax.Array, kernel: jax.Array, precision=None) -> jax.Array:

@@ -1,17 +1,15 @@
-"""Dropout with `flax.linen.Dropout`'s masks, drawn faster on CPUs.
+"""Dropout with `flax.linen.Dropout`'s masks, the hash written out on CPUs.
 
-On a CPU, JAX lowers the Threefry hash behind `jax.random` as a loop of five
-rounds (to keep compile times short), and XLA:CPU runs that loop with a copy
-of its state per round: drawing the dropout mask of a [64, 1024] activation
-takes several times longer than computing the same hash unrolled, as one
-elementwise fusion (BUILD_NOTES.md). `threefry_bits` computes the hash
-unrolled from standard operations and returns the very bits `jax.random.bits`
-returns, so `Dropout` draws exactly flax's masks: same key, same mask, on one
-device or sharded over many (the counters are an iota, which XLA partitions).
+`threefry_bits` computes the Threefry hash behind `jax.random` unrolled,
+from standard operations, as one elementwise computation, and returns the
+very bits `jax.random.bits` returns, so `Dropout` draws exactly flax's masks:
+same key, same mask, on one device or sharded over many (the counters are an
+iota, which XLA partitions).
 
-It is used on CPUs for Threefry keys with `jax_threefry_partitionable` on
-(JAX's default); anywhere else `jax.random.bernoulli` draws the mask, as in
-flax.
+It is used on CPUs (`dl.models.fast_paths.unrolled_dropout`) for Threefry
+keys with `jax_threefry_partitionable` on (JAX's default); anywhere else, and
+with the fast paths switched off, `jax.random.bernoulli` draws the mask, as
+in flax.
 """
 
 from __future__ import annotations
@@ -21,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+import dl.models.fast_paths as fast_paths
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = np.uint32(0x1BD11BDA)
@@ -66,7 +66,7 @@ def threefry_bits(key_words: jax.Array, shape) -> jax.Array:
 
 def _unrolled_words(key) -> jax.Array | None:
     """The key's uint32 words if `threefry_bits` reproduces jax.random here, else None."""
-    if jax.default_backend() != "cpu" or not jax.config.jax_threefry_partitionable:
+    if not fast_paths.unrolled_dropout() or not jax.config.jax_threefry_partitionable:
         return None
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if str(jax.random.key_impl(key)) != "threefry2x32":

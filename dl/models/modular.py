@@ -20,7 +20,6 @@ import numpy as np
 from dl.errors import ConfigError, unknown_name
 from dl.models.mlp import MLP, flatten
 
-SUBPROBLEMS = ("xor", "circle", "linear")
 COMBINES = ("logits", "probabilities")
 
 
@@ -134,40 +133,6 @@ def load_balance_loss(gate_probs) -> jax.Array:
     return gate_probs.shape[-1] * jnp.sum(jnp.square(share))
 
 
-def distinct_subproblems(num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Binary classification made of three unrelated sub-problems.
-
-    Each example has a one-hot problem id and a point p uniform in [-1, 1]^2:
-    problem 0 ("xor"): y = [p1 > 0] xor [p2 > 0];
-    problem 1 ("circle"): y = [||p|| < sqrt(2 / pi)] (half the square's area);
-    problem 2 ("linear"): y = [p1 - 0.5 p2 > 0].
-    A gate that reads the id can send each problem to its own expert.
-
-    Args:
-      num_samples: examples to generate.
-      seed: seed of the generator.
-
-    Returns:
-      x [examples, 5] float32 (one-hot id, p1, p2), y [examples] int32 in
-      {0, 1}, problem_id [examples] int32 in {0, 1, 2}.
-    """
-    rng = np.random.default_rng(seed)
-    problem_id = rng.integers(0, len(SUBPROBLEMS), num_samples).astype(np.int32)
-    p = rng.uniform(-1.0, 1.0, (num_samples, 2))
-    rules = np.stack(
-        [
-            (p[:, 0] > 0) ^ (p[:, 1] > 0),
-            np.sum(p**2, axis=1) < 2.0 / np.pi,
-            p[:, 0] - 0.5 * p[:, 1] > 0,
-        ],
-        axis=1,
-    )  # [examples, problems]
-    y = rules[np.arange(num_samples), problem_id].astype(np.int32)
-    one_hot = np.eye(len(SUBPROBLEMS), dtype=np.float32)[problem_id]
-    x = np.concatenate([one_hot, p.astype(np.float32)], axis=1)
-    return x, y, problem_id
-
-
 def expert_specialisation(gate_probs, problem_id, num_problems: int | None = None) -> np.ndarray:
     """Which expert handles which sub-problem.
 
@@ -196,9 +161,7 @@ def expert_specialisation(gate_probs, problem_id, num_problems: int | None = Non
 
 
 __all__ = [
-    "SUBPROBLEMS",
     "MixtureOfExperts",
-    "distinct_subproblems",
     "expert_specialisation",
     "gate_probabilities",
     "load_balance_loss",

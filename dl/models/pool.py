@@ -1,17 +1,15 @@
-"""Max pooling with `flax.linen.max_pool`'s values and derivatives, faster to differentiate.
-
-XLA differentiates `lax.reduce_window` max pooling through `select_and_scatter`,
-which XLA:CPU expands into a reduce-window over the values and four index
-arrays followed by a scatter: for a 2x2 pool of a [64, 8, 8, 64] map the
-gradient took 2.9 ms against 0.7 ms for this module's (BUILD_NOTES.md).
+"""Max pooling with `flax.linen.max_pool`'s values and derivatives, by block reshapes.
 
 For windows that tile the input (strides equal to the window, no padding),
-`max_pool` reshapes the map into blocks and takes the maximum of each. Its
-derivative (`jax.custom_jvp`) passes each block's tangent at the block's first
-maximum in row-major window order, which is the input `select_and_scatter`
-picks, so gradients equal flax's bit for bit, ties included; forward mode and
-higher derivatives work, as the rule is made of standard operations. Other
-windows (overlapping, or needing padding) use `flax.linen.max_pool`.
+`max_pool` reshapes the map into blocks and takes the maximum of each,
+instead of `lax.reduce_window`, whose derivative XLA computes with
+`select_and_scatter`. Its derivative (`jax.custom_jvp`) passes each block's
+tangent at the block's first maximum in row-major window order, which is the
+input `select_and_scatter` picks, so gradients equal flax's bit for bit, ties
+included; forward mode and higher derivatives work, as the rule is made of
+standard operations. Other windows (overlapping, or needing padding), and
+every window with the fast paths switched off (`dl.models.fast_paths`), use
+`flax.linen.max_pool`.
 """
 
 from __future__ import annotations
@@ -22,6 +20,8 @@ from functools import partial
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+import dl.models.fast_paths as fast_paths
 
 
 def _window_blocks(x: jax.Array, kh: int, kw: int) -> jax.Array:
@@ -64,7 +64,8 @@ def max_pool(x: jax.Array, window_shape, strides=None, padding="VALID") -> jax.A
     """
     window = tuple(window_shape)
     strides = tuple(strides) if strides is not None else (1,) * len(window)
-    if x.ndim != 4 or strides != window or not _no_padding(padding, x.shape[1:3], window):
+    tiles = x.ndim == 4 and strides == window and _no_padding(padding, x.shape[1:3], window)
+    if not (tiles and fast_paths.block_pooling()):
         return nn.max_pool(x, window, strides=strides, padding=padding)
     kh, kw = window
     oh, ow = x.shape[1] // kh, x.shape[2] // kw

@@ -34,6 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dl.boxes import iou
 from dl.errors import unknown_name
 from dl.models.cnn import adaptive_avg_pool, to_nhwc
 from dl.models.conv import Conv
@@ -266,27 +267,6 @@ def cell_boxes(xy: jax.Array, sqrt_wh: jax.Array) -> jax.Array:
     cy = (row + xy[..., 1]) / s
     half_w, half_h = sqrt_wh[..., 0] ** 2 / 2, sqrt_wh[..., 1] ** 2 / 2
     return jnp.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=-1)
-
-
-def iou(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Intersection over union of boxes (x_min, y_min, x_max, y_max), broadcasting.
-
-    Args:
-      a: [..., 4].
-      b: [..., 4].
-
-    Returns:
-      [...]; 0 where the union is empty.
-    """
-    iw = jnp.maximum(jnp.minimum(a[..., 2], b[..., 2]) - jnp.maximum(a[..., 0], b[..., 0]), 0.0)
-    ih = jnp.maximum(jnp.minimum(a[..., 3], b[..., 3]) - jnp.maximum(a[..., 1], b[..., 1]), 0.0)
-    inter = iw * ih
-
-    def area(x):
-        return jnp.maximum(x[..., 2] - x[..., 0], 0.0) * jnp.maximum(x[..., 3] - x[..., 1], 0.0)
-
-    union = area(a) + area(b) - inter
-    return jnp.where(union > 0, inter / jnp.where(union > 0, union, 1.0), 0.0)
 
 
 def decode(

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dl.data.sequences import PAD, check_ids
+from dl.data.sequences import check_ids
+from dl.data.vocabulary import PAD
 from dl.errors import ConfigError
 from dl.tasks.base import Task, ones
 from dl.tasks.supervised import Regression

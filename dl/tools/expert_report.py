@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 
+import jax
+import numpy as np
+
+from dl.errors import ConfigError
+from dl.models.modular import MixtureOfExperts, expert_specialisation, gate_probabilities
 from dl.train.evaluation import restore_run
 
 CHUNK = 4096  # examples per forward pass
@@ -37,12 +42,6 @@ def expert_report(
       group have each expert as their largest gate probability), and per
       group its name, examples, accuracy and top expert.
     """
-    import jax
-    import numpy as np
-
-    from dl.errors import ConfigError
-    from dl.models.modular import MixtureOfExperts, expert_specialisation, gate_probabilities
-
     _, exp, state, step = restore_run(workdir, checkpoint)
     if not isinstance(exp.model, MixtureOfExperts):
         raise ConfigError(

@@ -10,13 +10,24 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Callable
+from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib.figure import Figure
 
+from dl.data.vocabulary import PAD, SPECIAL_TOKENS, Vocabulary
 from dl.errors import ConfigError
+from dl.models.recurrent import CharLM
+from dl.models.sampling import sample
+from dl.models.seq2seq_decode import beam_search, greedy_decode
 from dl.reporting import RunCounter, format_metrics
+from dl.tasks.sequence import Sequence
+from dl.train import Checkpoints, build
+from dl.train import train as train_run
 from dl.train.evaluation import restore_run  # noqa: F401 -- part of this module's API
 
 CELL_NAMES = ("rnn", "lstm", "gru")
@@ -33,8 +44,6 @@ def check_seq2seq_vocabularies(model, dataset) -> None:
     Raises:
       ConfigError: naming the field to set.
     """
-    from dl.tasks.sequence import Sequence
-
     if "src_vocab" not in dataset.info or not hasattr(model, "src_vocab_size"):
         raise ConfigError(
             f"free-running decoding needs a seq2seq model and dataset; got model "
@@ -81,9 +90,6 @@ def decode_split(
       {"split", "examples", "exact_match" (whole target right, EOS included),
       "token_accuracy" (target tokens right), "decoding", "samples", "errors"}.
     """
-    from dl.data.sequences import PAD, Vocabulary
-    from dl.models.seq2seq import beam_search, greedy_decode
-
     check_seq2seq_vocabularies(exp.model, exp.dataset)
     if split not in exp.dataset.splits or exp.dataset.size(split) == 0:
         raise ConfigError(f"dataset {exp.dataset.name!r} has no examples in split {split!r}")
@@ -152,9 +158,6 @@ def sample_text(
     Returns:
       The generated characters (without the prompt).
     """
-    from dl.data.sequences import SPECIAL_TOKENS, Vocabulary
-    from dl.models.recurrent import CharLM, sample
-
     if not isinstance(exp.model, CharLM) or "vocab" not in exp.dataset.info:
         raise ConfigError(
             f"sampling text needs a charlm run on a text dataset; got model "
@@ -186,6 +189,46 @@ def sample_text(
     return "".join(vocab.itos[int(i)] for i in np.asarray(tokens)[0] if int(i) >= reserved)
 
 
+def input_gradient_norms(
+    module: nn.Module,
+    variables: Any,
+    x: jax.Array,
+    *,
+    loss_fn: Callable[[Any], jax.Array] | None = None,
+    **apply_kwargs: Any,
+) -> jax.Array:
+    """Measures ``||d loss / d x_t||`` for every time step ``t`` (vanishing-gradient probe).
+
+    Args:
+        module: Any module whose input has time on axis 1 (``[batch, time, ...]``), e.g. a
+            ``RecurrentClassifier`` (images count rows as time) or a ``RecurrentLayer``.
+        variables: The module's variables.
+        x: Float input ``[batch, time, ...]``.
+        loss_fn: Maps the module's output to a scalar. Default: the sum of the output (for a
+            ``[batch, time, D]`` output, or the output part of a ``(carry, outputs)`` tuple, the
+            sum at the final time step).
+        **apply_kwargs: Extra keyword arguments for ``module.apply`` (e.g. ``lengths``).
+
+    Returns:
+        ``[time]`` L2 norms of the gradient slice ``d loss / d x[:, t]`` (over batch and
+        features).
+    """
+
+    def default_loss(out: Any) -> jax.Array:
+        if isinstance(out, tuple):
+            out = out[-1]
+        if out.ndim == 3:
+            out = out[:, -1]
+        return jnp.sum(out)
+
+    loss = loss_fn or default_loss
+    grads = jax.grad(lambda inp: loss(module.apply(variables, inp, **apply_kwargs)))(
+        jnp.asarray(x, jnp.float32)
+    )  # same shape as x
+    axes = tuple(i for i in range(grads.ndim) if i != 1)
+    return jnp.sqrt(jnp.sum(jnp.square(grads), axis=axes))  # [time]
+
+
 def input_gradient_profile(exp, state, split: str = "test", num_examples: int = 256):
     """||d loss / d x_t|| at every time step t, for the task's loss on examples of a split.
 
@@ -200,8 +243,6 @@ def input_gradient_profile(exp, state, split: str = "test", num_examples: int = 
       float64 [time]: the L2 norm of the gradient of the mean loss with respect to the
       inputs of each step, over examples and features.
     """
-    from dl.models.recurrent import input_gradient_norms
-
     data = exp.dataset.splits[split]
     n = min(num_examples, len(data["y"]))
     if n == 0:
@@ -250,9 +291,6 @@ def vanishing_gradients(
       "trained_relative": [...], "test": metrics}}, "time_steps", "json", "png"};
       "relative" curves are divided by the norm at the last step.
     """
-    from dl.train import Checkpoints, build
-    from dl.train import train as train_run
-
     unknown = [c for c in cells if c not in CELL_NAMES]
     if unknown or not cells:
         raise ConfigError(f"cells must be a non-empty list of {CELL_NAMES}, got {list(cells)}")
@@ -299,8 +337,6 @@ def vanishing_gradients(
 
 def save_gradient_figure(result: dict, path: str) -> None:
     """Plots the relative gradient norm per time step of each cell, one panel per stage."""
-    from matplotlib.figure import Figure
-
     stages = [s for s in ("initial", "trained") if all(s in e for e in result["cells"].values())]
     fig = Figure(figsize=(5.5 * len(stages), 4), layout="constrained")
     axes = fig.subplots(1, len(stages), squeeze=False)[0]

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dl.models.recurrent_layers import RecurrentLayer
 from dl.tools.benchmark import Runner, time_steps
 
 
@@ -33,8 +34,6 @@ def lstm_layer_runner(
     Returns:
       A Runner for `dl.tools.benchmark.time_steps`.
     """
-    from dl.models.recurrent import RecurrentLayer
-
     layer = RecurrentLayer(cell="lstm", hidden_size=hidden)
     rng = np.random.default_rng(seed)
     x = jnp.asarray(rng.standard_normal((batch, length, features)), jnp.float32)

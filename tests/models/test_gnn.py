@@ -1,10 +1,11 @@
-"""Tests for dl.models.gnn and dl.data.graphs: layer maths, padding, jit, validation, data."""
+"""Tests for the graph models and dl.data.graphs: layer maths, padding, jit, validation, data."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dl.data.graph_checks import check_dense_graphs, check_graph
 from dl.data.graphs import (
     grid_edges,
     image_grid_graphs,
@@ -13,18 +14,12 @@ from dl.data.graphs import (
     synthetic_graphs,
 )
 from dl.errors import ConfigError
-from dl.models.gnn import (
-    GATLayer,
-    GCNLayer,
-    GraphClassifier,
-    GraphNetworkBlock,
-    NodeClassifier,
+from dl.models.gnn import GraphClassifier, NodeClassifier
+from dl.models.gnn_layers import GATLayer, GCNLayer, GraphNetworkBlock, readout
+from dl.models.graph_batch import (
     batch_graphs,
-    check_dense_graphs,
-    check_graph,
     graph_masks,
     pad_graphs,
-    readout,
     self_loop_edges,
     single_graph,
     to_graphs_tuple,
@@ -212,6 +207,11 @@ def test_check_graph_errors():
         check_graph(graph._replace(senders=senders), "hand")
     with pytest.raises(ConfigError, match="nodes have 3 features but 8 are expected"):
         check_graph(graph, "hand", expected_node_features=8)
+    # Any mapping of arrays is a graph too (the data side validates without jraph).
+    fields = {k: getattr(graph, k) for k in ("nodes", "senders", "receivers", "n_node", "n_edge")}
+    check_graph(fields, "hand", expected_node_features=3)
+    with pytest.raises(ConfigError, match=r"graph 'hand': senders\[4\] = 7 is outside"):
+        check_graph({**fields, "senders": senders}, "hand")
     nodes, senders, receivers, n_node, n_edge = _dense(_small_graphs(), 5, 10, garbage=0.0)
     receivers[1, 2] = 3
     with pytest.raises(ConfigError, match="graph 1 edge 2: receivers = 3"):

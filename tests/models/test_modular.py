@@ -3,9 +3,9 @@
 import jax
 import numpy as np
 
+from dl.data.subproblems import distinct_subproblems
 from dl.models.modular import (
     MixtureOfExperts,
-    distinct_subproblems,
     expert_specialisation,
     gate_probabilities,
     load_balance_loss,
@@ -38,19 +38,6 @@ def test_moe_output_is_gate_weighted_sum():
     np.testing.assert_allclose(probs, gate, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     assert float(load_balance_loss(probs)) >= 1.0 - 1e-6
-
-
-def test_distinct_subproblems_rules():
-    x, y, problem = distinct_subproblems(600, seed=1)
-    assert x.shape == (600, 5) and y.shape == (600,) and problem.shape == (600,)
-    np.testing.assert_array_equal(np.argmax(x[:, :3], axis=1), problem)
-    p = x[:, 3:]
-    xor = problem == 0
-    np.testing.assert_array_equal(y[xor], (p[xor, 0] > 0) ^ (p[xor, 1] > 0))
-    assert set(np.unique(problem)) == {0, 1, 2}
-    assert 0.3 < y.mean() < 0.7
-    x2, y2, problem2 = distinct_subproblems(600, seed=1)
-    np.testing.assert_array_equal(x, x2)
 
 
 def test_expert_specialisation_table():

@@ -1,4 +1,4 @@
-"""Tests for dl.models.recurrent: cell equations, padding invariance, scan, heads, sampling."""
+"""Tests for the recurrent models: cell equations, padding invariance, scan, heads, sampling."""
 
 import jax
 import jax.numpy as jnp
@@ -6,20 +6,10 @@ import numpy as np
 import pytest
 
 from dl.errors import ConfigError
-from dl.models.recurrent import (
-    CELLS,
-    Bidirectional,
-    CharLM,
-    GRUCell,
-    LSTMCell,
-    RecurrentClassifier,
-    RecurrentLayer,
-    RecurrentRegressor,
-    SimpleRNNCell,
-    input_gradient_norms,
-    make_cell,
-    sample,
-)
+from dl.models.recurrent import CharLM, RecurrentClassifier, RecurrentRegressor
+from dl.models.recurrent_cells import CELLS, GRUCell, LSTMCell, SimpleRNNCell, make_cell
+from dl.models.recurrent_layers import Bidirectional, RecurrentLayer
+from dl.models.sampling import sample
 
 HIDDEN, FEATURES, BATCH = 5, 3, 4
 
@@ -216,15 +206,6 @@ def test_charlm_sampling_carries_state():
     )
     assert drawn.shape == (6,)
     assert bool(jnp.all((drawn >= 0) & (drawn < 7)))
-
-
-def test_input_gradient_norms_per_step():
-    model = RecurrentClassifier(cell="rnn", hidden_size=8, num_outputs=2)
-    x = jax.random.normal(jax.random.key(0), (2, 12, 3))
-    variables = jax.jit(model.init)(jax.random.key(1), x)
-    norms = jax.jit(lambda v, x: input_gradient_norms(model, v, x))(variables, x)
-    assert norms.shape == (12,)
-    assert bool(jnp.all(jnp.isfinite(norms))) and float(norms[-1]) > 0.0
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])

@@ -1,4 +1,4 @@
-"""Tests for dl.models.seq2seq: padding invariance, decoders, and the Vocabulary."""
+"""Tests for dl.models.seq2seq and seq2seq_decode: padding invariance and the decoders."""
 
 import functools
 
@@ -7,16 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dl.models.seq2seq import (
-    BOS,
-    EOS,
-    PAD,
-    UNK,
-    Seq2Seq,
-    Vocabulary,
-    beam_search,
-    greedy_decode,
-)
+from dl.data import vocabulary
+from dl.data.vocabulary import BOS, EOS, PAD
+from dl.models.seq2seq import Seq2Seq
+from dl.models.seq2seq_decode import beam_search, greedy_decode
 
 VOCAB, MAX_LEN = 9, 6
 
@@ -122,41 +116,6 @@ def test_encode_and_decode_step_methods():
     np.testing.assert_allclose(logits, first, atol=1e-6)
 
 
-def test_vocabulary_round_trip_and_reserved_ids():
-    vocab = Vocabulary("abcab")
-    assert len(vocab) == 7 and vocab.size == 7
-    assert vocab.itos[:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
-    assert (PAD, BOS, EOS, UNK) == (0, 1, 2, 3)
-    assert [vocab.stoi[c] for c in "abc"] == [4, 5, 6]
-
-    ids = vocab.encode("cab", add_bos=True, add_eos=True, max_len=8)
-    np.testing.assert_array_equal(ids, [BOS, 6, 4, 5, EOS, PAD, PAD, PAD])
-    assert vocab.decode(ids) == "cab"
-    assert vocab.decode([4, EOS, 5]) == "a"
-    np.testing.assert_array_equal(vocab.encode("az"), [4, UNK])
-    assert vocab.decode(vocab.encode("az")) == "a<unk>"
-    batch = vocab.encode_batch(["ab", "c"], max_len=4, add_eos=True)
-    assert vocab.decode_batch(batch) == ["ab", "c"]
-
-    words = Vocabulary.from_texts([["hi", "there"], ["hi"]], separator=" ")
-    assert words.decode(words.encode(["there", "hi"])) == "there hi"
-
-
-def test_vocabulary_errors():
-    vocab = Vocabulary("ab")
-    with pytest.raises(ValueError, match="empty"):
-        vocab.encode("")
-    with pytest.raises(ValueError, match=r"length 5.*max_len=4"):
-        vocab.encode("abab", add_eos=True, max_len=4)
-    np.testing.assert_array_equal(
-        vocab.encode("abab", add_eos=True, max_len=4, truncate=True), [4, 5, 4, EOS]
-    )
-    with pytest.raises(ValueError, match=r"id 6.*size 6"):
-        vocab.decode([4, 6])
-    with pytest.raises(ValueError, match=r"id -1"):
-        vocab.decode([-1])
-
-
 def test_bfloat16_attention_traces():
     model = Seq2Seq(
         src_vocab_size=VOCAB,
@@ -173,3 +132,12 @@ def test_bfloat16_attention_traces():
         functools.partial(beam_search, model, max_len=4, beam_size=2), variables, src
     )[0]
     assert tokens.shape == (2, 4)
+
+
+def test_reserved_ids_default_to_the_vocabulary():
+    model = Seq2Seq(src_vocab_size=VOCAB, tgt_vocab_size=VOCAB)
+    assert (model.pad_id, model.bos_id, model.eos_id) == (
+        vocabulary.PAD,
+        vocabulary.BOS,
+        vocabulary.EOS,
+    )

@@ -1,28 +1,15 @@
-"""Tests for dl.models.yolo: IoU, NMS, decoding and the network's output shapes."""
+"""Tests for dl.models.yolo: NMS, decoding and the network's output shapes."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dl.models.yolo import YOLOv1, YOLOv1Paper, decode, iou, nms
+from dl.models.yolo import YOLOv1, YOLOv1Paper, decode, nms
 
 
 def logit(p):
     return float(np.log(p / (1.0 - p)))
-
-
-def test_iou_hand_computed():
-    a = jnp.array([0.0, 0.0, 2.0, 2.0])
-    # Overlap 1x1, areas 4 and 4: 1 / 7.
-    np.testing.assert_allclose(iou(a, jnp.array([1.0, 1.0, 3.0, 3.0])), 1 / 7, rtol=1e-6)
-    # Contained 1x2 box: 2 / 4.
-    np.testing.assert_allclose(iou(a, jnp.array([0.5, 0.0, 1.5, 2.0])), 0.5, rtol=1e-6)
-    assert float(iou(a, a)) == 1.0
-    assert float(iou(a, jnp.array([2.0, 0.0, 3.0, 1.0]))) == 0.0  # touching edges
-    assert float(iou(jnp.zeros(4), jnp.zeros(4))) == 0.0  # empty union
-    pairwise = iou(a[None, None], jnp.stack([a, jnp.array([1.0, 1.0, 3.0, 3.0])])[None])
-    assert pairwise.shape == (1, 2)
 
 
 def test_nms_suppresses_overlaps_and_keeps_fixed_size():
