@@ -33,7 +33,7 @@ GROUPS = {
 }
 BASE = {"dl", "dl.errors", "dl.config", "dl.boxes"}
 # Libraries that may be imported inside a function: slow to import, or optional.
-HEAVY = {"matplotlib", "torch", "sklearn", "scipy", "safetensors"}
+HEAVY = {"matplotlib", "torch", "sklearn", "scipy", "networkx", "safetensors"}
 MAX_FILE_LINES = 450
 MAX_FUNCTION_LINES = 80
 
@@ -142,7 +142,10 @@ def test_imports_inside_functions_are_only_for_heavy_libraries_and_say_why():
                     else [node.module or ""]
                 )
                 line = lines[node.lineno - 1]
-                above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
+                first = node.lineno - 1  # the first of a block of import lines
+                while first > 0 and lines[first - 1].strip().startswith(("import ", "from ")):
+                    first -= 1
+                above = lines[first - 1].strip() if first > 0 else ""
                 heavy = all(n.split(".")[0] in HEAVY for n in names)
                 said = "#" in line or above.startswith("#")
                 if not (heavy and said):
@@ -174,3 +177,26 @@ def test_no_backend_switch_or_pyplot_in_the_library():
         if "matplotlib.use(" in open(p).read() or "matplotlib.pyplot" in open(p).read()
     ]
     assert not bad, f"modules that switch matplotlib's backend or use pyplot: {bad}"
+
+
+def _imported_names(path: str) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_jraph_is_imported_by_graph_batch_only():
+    importers = sorted(
+        m
+        for m, p in MODULES.items()
+        if any(n == "jraph" or n.startswith("jraph.") for n in _imported_names(p))
+    )
+    assert importers == ["dl.models.graph_batch"]
+
+
+def test_box_geometry_needs_only_numpy_and_jax_numpy():
+    assert _imported_names(MODULES["dl.boxes"]) <= {"__future__", "numpy", "jax.numpy"}

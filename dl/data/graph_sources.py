@@ -41,6 +41,7 @@ import numpy as np
 from absl import logging
 
 import dl.data.graphs as graphs
+import dl.data.random_graphs as random_graphs
 from dl.config import option
 from dl.data.graph_checks import check_dense_graphs, check_graph
 from dl.data.source import Source, read_npz
@@ -236,10 +237,10 @@ def load_digits_grid(cfg) -> Source:
 
 
 def load_graphs_synthetic(cfg) -> Source:
-    """Synthetic graph classification from a seed (dl.data.graphs.synthetic_graphs)."""
+    """Synthetic graph classification from a seed (dl.data.random_graphs.synthetic_graphs)."""
     _force_no_standardization(cfg, "graphs_synthetic")
     kind = str(option(cfg, "kind", "sbm"))
-    data = graphs.synthetic_graphs(
+    data = random_graphs.synthetic_graphs(
         int(option(cfg, "num_graphs", 1000)),
         int(option(cfg, "seed", 0)),
         kind=kind,
@@ -253,7 +254,7 @@ def load_graphs_synthetic(cfg) -> Source:
 
 
 def load_citation_synthetic(cfg) -> Source:
-    """A Cora-sized synthetic citation network (dl.data.graphs.citation_graph).
+    """A Cora-sized synthetic citation network (dl.data.random_graphs.citation_graph).
 
     Fields: num_nodes, num_edges (undirected), node_features, num_classes,
     homophily, labelled_per_class, num_evaluated, seed; validation_fraction
@@ -261,7 +262,7 @@ def load_citation_synthetic(cfg) -> Source:
     Welling's 500 validation and 1000 test papers).
     """
     _force_no_standardization(cfg, "citation_synthetic")
-    example = graphs.citation_graph(
+    example = random_graphs.citation_graph(
         num_nodes=int(option(cfg, "num_nodes", 2708)),
         num_undirected_edges=int(option(cfg, "num_edges", 5278)),
         num_features=int(option(cfg, "node_features", 0) or 1433),

@@ -1,4 +1,4 @@
-"""Sequence data: digits as sequences, noisy sine mixtures, text-to-text tasks, text windows.
+"""Token sequence sets: text-to-text tasks (`addition`, `dates`) and the helpers of token data.
 
 Generated sets depend on their config and seed only. Token sets have kind "sequence"
 and fixed-shape int32 fields, so batches are gathered by index like any other set:
@@ -7,7 +7,7 @@ and fixed-shape int32 fields, so batches are gathered by index like any other se
     x: source ids [examples, S]: the source, EOS, then PAD.
     extra["tgt_in"]: decoder inputs [examples, T]: BOS, the target, then PAD.
     y: target ids [examples, T]: the target, EOS, then PAD.
-  char-LM (`text:PATH`):
+  char-LM (`text:PATH`, dl/data/text_windows.py):
     x: [examples, L] windows of the text; y: [examples, L] the next character at each
     position.
 
@@ -24,23 +24,19 @@ Token ids must not be standardized: token sets require `dataset.standardize = "n
 from __future__ import annotations
 
 import datetime
-import os
 
 import numpy as np
-from absl import logging
 
 from dl.config import option
-from dl.data.source import Source, check_file
+from dl.data.source import Source, num_samples
 from dl.data.vocabulary import BOS, EOS, PAD, SPECIAL_TOKENS, UNK, Vocabulary
 from dl.errors import ConfigError
 
 __all__ = [
-    "ASCII_SYMBOLS",
     "BOS",
     "DATE_FORMATS",
     "EOS",
     "PAD",
-    "SAMPLE_TEXT",
     "SPECIAL_TOKENS",
     "UNK",
     "Vocabulary",
@@ -49,15 +45,8 @@ __all__ = [
     "dates",
     "encode_padded",
     "format_date",
-    "load_text",
-    "sequential_digits",
-    "sine",
+    "require_unstandardized",
 ]
-
-SAMPLE_TEXT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "text", "sample.txt")
-
-# Tab, newline and the printable ASCII characters: the default char-LM alphabet.
-ASCII_SYMBOLS = "\t\n" + "".join(chr(c) for c in range(32, 127))
 
 DIGITS = "0123456789"
 ADDITION_SOURCE_SYMBOLS = DIGITS + "+"
@@ -98,7 +87,8 @@ DATE_SOURCE_SYMBOLS = "".join(sorted(set(DIGITS + " ,./" + "".join(MONTHS + WEEK
 DATE_TARGET_SYMBOLS = DIGITS + "-"
 
 
-def _require_tokens_unstandardized(cfg, name: str) -> None:
+def require_unstandardized(cfg, name: str) -> None:
+    """Refuses a token set whose config asks for standardization (ids are not features)."""
     how = option(cfg, "standardize", "none")
     if how not in ("none", False):
         raise ConfigError(
@@ -228,13 +218,6 @@ def seq2seq_source(
     return Source(x, y, "sequence", info=info, extra={"tgt_in": tgt_in})
 
 
-def _num_samples(cfg, default: int, name: str) -> int:
-    n = int(option(cfg, "num_samples", default))
-    if n < 1:
-        raise ConfigError(f"dataset {name!r}: num_samples must be >= 1, got {n}")
-    return n
-
-
 def addition(cfg) -> Source:
     """Integer addition as text: "123+45" -> "168".
 
@@ -245,8 +228,8 @@ def addition(cfg) -> Source:
     Returns:
       A seq2seq token Source.
     """
-    _require_tokens_unstandardized(cfg, "addition")
-    n = _num_samples(cfg, 20000, "addition")
+    require_unstandardized(cfg, "addition")
+    n = num_samples(cfg, 20000, "addition")
     digits = int(option(cfg, "max_digits", 3))
     if not 1 <= digits <= 9:
         raise ConfigError(f"dataset.max_digits must be in 1..9, got {digits}")
@@ -294,8 +277,8 @@ def dates(cfg) -> Source:
     Returns:
       A seq2seq token Source; info["formats"] lists the formats used.
     """
-    _require_tokens_unstandardized(cfg, "dates")
-    n = _num_samples(cfg, 20000, "dates")
+    require_unstandardized(cfg, "dates")
+    n = num_samples(cfg, 20000, "dates")
     lo, hi = int(option(cfg, "min_year", 1950)), int(option(cfg, "max_year", 2049))
     if not 1 <= lo <= hi <= 9999:
         raise ConfigError(
@@ -329,144 +312,3 @@ def dates(cfg) -> Source:
         "dates",
         {"source": "dates", "years": [lo, hi], "formats": formats},
     )
-
-
-def sine(cfg) -> Source:
-    """Noisy mixtures of sines: forecast the next `horizon` values from a window.
-
-    Each example is its own series: the sum of num_components sines with periods drawn
-    from [min_period, max_period] steps, amplitudes from [0.2, 1] and random phases, plus
-    Gaussian noise of std `noise` on every value (inputs and targets).
-
-    Fields: num_samples, input_length, horizon, num_components, min_period, max_period,
-    noise, seed.
-
-    Returns:
-      A regression Source: x [N, input_length, 1], y [N, horizon] and extra["last"] [N],
-      the last input value (unstandardized), from which the naive forecast "repeat the
-      last value" is scored. info["naive_mse"] is its MSE over all examples and
-      info["noise_floor_mse"] the MSE of a forecast that knew the noise-free series.
-    """
-    n = _num_samples(cfg, 4000, "sine")
-    length = int(option(cfg, "input_length", 32))
-    horizon = int(option(cfg, "horizon", 1))
-    k = int(option(cfg, "num_components", 3))
-    p_lo, p_hi = float(option(cfg, "min_period", 6.0)), float(option(cfg, "max_period", 40.0))
-    noise = float(option(cfg, "noise", 0.1))
-    if length < 1 or horizon < 1 or k < 1:
-        raise ConfigError(
-            f"dataset sine needs input_length, horizon and num_components >= 1, got "
-            f"{length}, {horizon}, {k}"
-        )
-    if not 0 < p_lo <= p_hi:
-        raise ConfigError(f"dataset sine needs 0 < min_period <= max_period, got {p_lo}, {p_hi}")
-    if noise < 0:
-        raise ConfigError(f"dataset.noise must be >= 0, got {noise}")
-    rng = np.random.default_rng(int(option(cfg, "seed", 0)))
-    period = rng.uniform(p_lo, p_hi, (n, k, 1))
-    amplitude = rng.uniform(0.2, 1.0, (n, k, 1))
-    phase = rng.uniform(0.0, 2 * np.pi, (n, k, 1))
-    t = np.arange(length + horizon)[None, None, :]
-    clean = np.sum(amplitude * np.sin(2 * np.pi * t / period + phase), axis=1)  # [n, L + H]
-    series = clean + noise * rng.standard_normal(clean.shape)
-    x = series[:, :length, None].astype(np.float32)  # [n, L, 1]
-    y = series[:, length:].astype(np.float32)  # [n, H]
-    last = series[:, length - 1].astype(np.float32)  # [n]
-    info = {
-        "source": "sine",
-        "naive_mse": float(np.mean((y - last[:, None]) ** 2)),
-        "noise_floor_mse": float(np.mean((y - clean[:, length:]) ** 2)),
-    }
-    return Source(x, y, "regression", info=info, extra={"last": last})
-
-
-def sequential_digits(cfg) -> Source:
-    """scikit-learn's 8x8 digits as sequences: `features_per_step` pixels per step.
-
-    8 gives the rows (8 steps of 8 features), 1 reads pixel by pixel (64 steps).
-
-    Returns:
-      A classification Source, x [1797, 64 / features_per_step, features_per_step].
-    """
-    from sklearn.datasets import load_digits
-
-    f = int(option(cfg, "features_per_step", 8))
-    if f < 1 or 64 % f:
-        raise ConfigError(f"dataset.features_per_step must divide 64 (1, 2, 4, 8, ...), got {f}")
-    bunch = load_digits()
-    x = bunch.images.astype(np.float32).reshape(len(bunch.images), 64 // f, f)
-    y = bunch.target.astype(np.int32)
-    return Source(x, y, "classification", 10, info={"source": "sklearn.load_digits"})
-
-
-VOCABULARIES = ("ascii", "file")
-
-
-def load_text(path: str, cfg=None) -> Source:
-    """Windows of a text file for character-level language modelling.
-
-    Fields: sequence_length L (default 64), stride between windows (0: L, windows do not
-    overlap), max_chars (a longer text is truncated, with a logged warning), vocabulary:
-    "ascii" (default; tab, newline and printable ASCII, the same ids for every file, other
-    characters map to <unk> with a logged warning) or "file" (every character of the file).
-
-    Args:
-      path: the text file (UTF-8).
-      cfg: dataset config.
-
-    Returns:
-      A token Source: x [N, L] and y [N, L] (the next character of each position);
-      info["vocab"] lists the symbols in id order.
-    """
-    check_file(path, "text")
-    _require_tokens_unstandardized(cfg, "text")
-    length = int(option(cfg, "sequence_length", 64))
-    stride = int(option(cfg, "stride", 0) or length)
-    max_chars = int(option(cfg, "max_chars", 2_000_000))
-    how = option(cfg, "vocabulary", "ascii")
-    if length < 1 or stride < 1 or max_chars < 2:
-        raise ConfigError(
-            f"text needs sequence_length >= 1, stride >= 1 and max_chars >= 2, got {length}, "
-            f"{stride}, {max_chars}"
-        )
-    if how not in VOCABULARIES:
-        raise ConfigError(f"dataset.vocabulary must be one of {VOCABULARIES}, got {how!r}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"text file {path!r} is not UTF-8 text: {e}") from e
-    if not text.strip():
-        raise ConfigError(f"text file {path!r} is empty")
-    info: dict = {"file": path, "chars": len(text)}
-    if len(text) > max_chars:
-        logging.warning(
-            "text file %s has %d characters; using the first dataset.max_chars=%d",
-            path,
-            len(text),
-            max_chars,
-        )
-        info["truncated_from"] = len(text)
-        text = text[:max_chars]
-        info["chars"] = len(text)
-    if len(text) < length + 1:
-        raise ConfigError(
-            f"text file {path!r} has {len(text)} characters; a window needs "
-            f"dataset.sequence_length + 1 = {length + 1}; lower dataset.sequence_length"
-        )
-    vocab = Vocabulary(ASCII_SYMBOLS) if how == "ascii" else Vocabulary.from_texts([text])
-    ids = vocab.encode(text)  # [chars]
-    unknown = sorted({c for c in set(text) if c not in vocab.stoi})
-    if unknown:
-        logging.warning(
-            "text file %s: %d characters outside the ASCII vocabulary (%s) map to <unk>; "
-            "set dataset.vocabulary='file' to keep them",
-            path,
-            int(np.sum(ids == UNK)),
-            "".join(unknown[:20]),
-        )
-        info["unknown_symbols"] = "".join(unknown)
-    starts = np.arange(0, len(ids) - length, stride)  # [N]
-    window = starts[:, None] + np.arange(length)[None, :]  # [N, L]
-    info.update(vocab=list(vocab.itos), vocabulary=how, windows=len(starts))
-    return Source(ids[window], ids[window + 1], "sequence", info=info)

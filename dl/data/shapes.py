@@ -88,6 +88,24 @@ def _colour(rng, background: np.ndarray, min_contrast: float) -> np.ndarray:
     return np.where(background < 0.5, 1.0, 0.0).astype(np.float32)
 
 
+def _check_sizes(min_objects, max_objects, min_size, max_size, image_size) -> None:
+    """Refuses object counts and sizes that cannot be drawn, naming the fields."""
+    if not 1 <= min_objects <= max_objects:
+        raise ConfigError(
+            f"dataset needs 1 <= min_objects <= max_objects, got {min_objects}, {max_objects}"
+        )
+    if not 0.0 < min_size <= max_size <= 1.0:
+        raise ConfigError(
+            f"dataset needs 0 < min_size <= max_size <= 1 (fractions of the image side), "
+            f"got {min_size}, {max_size}"
+        )
+    if min_size * image_size < 3:
+        raise ConfigError(
+            f"dataset.min_size={min_size} gives objects of {min_size * image_size:.1f} "
+            f"pixels on a {image_size}-pixel image; use at least 3 pixels"
+        )
+
+
 def generate_shapes(
     num_samples: int,
     *,
@@ -131,20 +149,7 @@ def generate_shapes(
       int32 (-1 padding); boxes [N, max_objects, 4] float32 normalised;
       box_mask [N, max_objects] float32.
     """
-    if not 1 <= min_objects <= max_objects:
-        raise ConfigError(
-            f"dataset needs 1 <= min_objects <= max_objects, got {min_objects}, {max_objects}"
-        )
-    if not 0.0 < min_size <= max_size <= 1.0:
-        raise ConfigError(
-            f"dataset needs 0 < min_size <= max_size <= 1 (fractions of the image side), "
-            f"got {min_size}, {max_size}"
-        )
-    if min_size * image_size < 3:
-        raise ConfigError(
-            f"dataset.min_size={min_size} gives objects of {min_size * image_size:.1f} "
-            f"pixels on a {image_size}-pixel image; use at least 3 pixels"
-        )
+    _check_sizes(min_objects, max_objects, min_size, max_size, image_size)
     rng = np.random.default_rng(seed)
     n, side = int(num_samples), int(image_size)
     x = np.empty((n, side, side, 3), np.float32)

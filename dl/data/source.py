@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from dl.config import option
 from dl.errors import ConfigError
 
 
@@ -38,6 +39,14 @@ class Source:
     fixed_splits: dict[str, np.ndarray] | None = None
     info: dict = dataclasses.field(default_factory=dict)
     extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+def num_samples(cfg, default: int, name: str) -> int:
+    """The config's `num_samples` (default `default`), refused below 1, naming dataset `name`."""
+    n = int(option(cfg, "num_samples", default))
+    if n < 1:
+        raise ConfigError(f"dataset {name!r}: num_samples must be >= 1, got {n}")
+    return n
 
 
 def check_file(path: str, what: str) -> None:

@@ -15,8 +15,10 @@ import dl.data.builtin as builtin
 import dl.data.files as files
 import dl.data.graph_sources as graph_sources
 import dl.data.sequences as sequences
+import dl.data.series as series
 import dl.data.shapes as shapes
 import dl.data.subproblems as subproblems
+import dl.data.text_windows as text_windows
 from dl.data.source import Source
 from dl.errors import unknown_name
 
@@ -40,10 +42,10 @@ SOURCES: dict[str, Callable[..., Source]] = {
     "digits_grid": graph_sources.load_digits_grid,
     "graphs_synthetic": graph_sources.load_graphs_synthetic,
     "subproblems": subproblems.load_subproblems,
-    "sine": sequences.sine,
+    "sine": series.sine,
     "addition": sequences.addition,
     "dates": sequences.dates,
-    "sequential_digits": sequences.sequential_digits,
+    "sequential_digits": series.sequential_digits,
 }
 
 FILE_SOURCES: dict[str, Callable[..., Source]] = {
@@ -52,7 +54,7 @@ FILE_SOURCES: dict[str, Callable[..., Source]] = {
     "images": files.load_image_folder,
     "detection_npz": shapes.load_detection_npz,
     "graph_npz": graph_sources.load_graph_npz,
-    "text": sequences.load_text,
+    "text": text_windows.load_text,
 }
 
 

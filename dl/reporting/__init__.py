@@ -17,12 +17,11 @@ from dl.reporting.metrics_file import (
     series,
 )
 from dl.reporting.progress import Progress, RunCounter, RunStream, format_metrics
-from dl.reporting.system import CompilationCounter, host_rss_mb
+from dl.reporting.system import host_rss_mb
 from dl.reporting.tensorboard import TensorBoardWriter
 
 __all__ = [
     "RUN_FIELDS",
-    "CompilationCounter",
     "MetricWriter",
     "NullWriter",
     "Progress",

@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 from tensorboardX import SummaryWriter
 from tensorboardX.proto.summary_pb2 import Summary
 
@@ -151,8 +152,6 @@ def _as_float(value) -> float | None:
 
 def _png_size(png: bytes) -> tuple[int, int, int]:
     """(height, width, channels) of a PNG image."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(io.BytesIO(png)) as im:
             if im.format != "PNG":
@@ -164,8 +163,6 @@ def _png_size(png: bytes) -> tuple[int, int, int]:
 
 
 def _png_of_array(array) -> bytes:
-    from PIL import Image
-
     a = np.asarray(array)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]

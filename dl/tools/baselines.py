@@ -25,7 +25,9 @@ import time
 
 import numpy as np
 
+from dl.data import load_dataset
 from dl.errors import ConfigError
+from dl.train.resume import config_differences
 
 CLASSIFIERS = ("logistic_regression", "naive_bayes", "knn", "svm_rbf", "decision_tree")
 REGRESSORS = ("linear_regression", "knn", "svm_rbf", "decision_tree")
@@ -40,6 +42,7 @@ LABELS = {
 
 
 def _make(name: str, kind: str, seed: int, multi_output: bool):
+    # scikit-learn's estimators import scipy: slow, so only when baselines run.
     from sklearn.linear_model import LinearRegression, LogisticRegression
     from sklearn.multioutput import MultiOutputRegressor
     from sklearn.naive_bayes import GaussianNB
@@ -97,8 +100,6 @@ def run_baselines(config, methods: list[str] | None = None, log=None) -> dict:
       ConfigError: the dataset is neither classification nor regression data
         with fields x and y, or a method name is unknown.
     """
-    from dl.data import load_dataset
-
     dataset = load_dataset(config.dataset)
     kind = dataset.kind
     if kind not in ("classification", "regression") or "y" not in dataset.splits["train"]:
@@ -184,8 +185,6 @@ def network_row(workdir: str) -> dict | None:
 
 def check_network(config, workdir: str) -> None:
     """Raises ConfigError if the dl run in `workdir` used another dataset config than `config`."""
-    from dl.train.resume import config_differences
-
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
         return

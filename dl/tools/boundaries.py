@@ -15,16 +15,22 @@ split), so the points and regions are where the data really lies.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 
+import jax
+import ml_collections
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
+import dl.tools.sweep as sweep
+from dl.data import load_dataset
 from dl.errors import ConfigError
 from dl.reporting import RunCounter
+from dl.train import CheckpointError, Checkpoints, build, train
 
 GRID_CHUNK = 8192
 
@@ -48,15 +54,11 @@ def check_2d(dataset) -> None:
 
 def check_config(config) -> None:
     """Checks, before anything trains, that a config's data can be drawn (2-D classification)."""
-    from dl.data import load_dataset
-
     check_2d(load_dataset(config.dataset))
 
 
 def read_config(workdir: str):
     """The config stored in a run's workdir."""
-    import ml_collections
-
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
         raise ConfigError(
@@ -73,10 +75,6 @@ def input_map(config, dataset) -> tuple[dict, np.ndarray, np.ndarray]:
       (split -> raw x [examples, 2], scale [2], offset [2]) with
       model_input = raw * scale + offset.
     """
-    import copy
-
-    from dl.data import load_dataset
-
     raw_cfg = copy.deepcopy(config.dataset)
     with raw_cfg.unlocked():
         raw_cfg.standardize = "none"
@@ -94,8 +92,6 @@ def input_map(config, dataset) -> tuple[dict, np.ndarray, np.ndarray]:
 
 def class_probabilities(experiment, state, inputs: np.ndarray) -> np.ndarray:
     """The model's class probabilities [examples, classes] for model inputs [examples, 2]."""
-    import jax
-
     task, model = experiment.task, experiment.model
     variables = {"params": state.params, **state.model_state}
     apply = jax.jit(lambda v, x: task.predict(model.apply(v, x, train=False)))
@@ -122,8 +118,6 @@ def describe_model(config) -> str:
 
 def load_run(workdir: str, checkpoint: str = "latest"):
     """Restores a run: (config, experiment, state, step, summary or {})."""
-    from dl.train import CheckpointError, Checkpoints, build
-
     config = read_config(workdir)
     experiment = build(config)
     check_2d(experiment.dataset)
@@ -163,6 +157,46 @@ def _draw_regions(ax, xx, yy, labels, confidence, k: int, x_train, y_train) -> N
     )
 
 
+def _grid(raws, resolution: int):
+    """The plotting grid around every split's points: (low, high, xx, yy)."""
+    every = np.concatenate([x for raw, _, _ in raws for x in raw.values() if len(x)])
+    lo, hi = every.min(axis=0), every.max(axis=0)
+    margin = 0.1 * np.maximum(hi - lo, 1e-6)
+    lo, hi = lo - margin, hi + margin
+    gx, gy = np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution)
+    xx, yy = np.meshgrid(gx, gy)
+    return lo, hi, xx, yy
+
+
+def _panel(ax, run, raw_map, xx, yy, panel_title: str) -> dict:
+    """Draws one run's regions and training points on `ax`; returns its panel record."""
+    config, experiment, state, step, summary = run
+    raw, scale, offset = raw_map
+    grid = np.stack([xx.ravel(), yy.ravel()], axis=1)  # [points, 2]
+    k = max(int(experiment.dataset.num_classes or 2), 2)
+    probs = class_probabilities(experiment, state, (grid * scale + offset).astype(np.float32))
+    labels = probs.argmax(-1).reshape(xx.shape)
+    confidence = probs.max(-1).reshape(xx.shape)
+    x_train, y_train = raw["train"], experiment.dataset.splits["train"]["y"]
+    _draw_regions(ax, xx, yy, labels, confidence, k, x_train, y_train)
+    accuracy = {
+        split: summary.get(split, {}).get("accuracy") for split in ("train", "validation", "test")
+    }
+    subtitle = ", ".join(
+        f"{s[:5] if s == 'validation' else s} acc {a:.2f}"
+        for s, a in accuracy.items()
+        if a is not None and s != "test"
+    )
+    ax.set_title(panel_title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
+    return {
+        "title": panel_title,
+        "model": describe_model(config),
+        "step": int(step),
+        "accuracy": accuracy,
+        "region_fractions": {str(c): float(np.mean(labels == c)) for c in range(k)},
+    }
+
+
 def draw_boundaries(
     workdirs: list[str],
     png_path: str,
@@ -194,55 +228,20 @@ def draw_boundaries(
     if resolution < 10:
         raise ConfigError(f"resolution must be >= 10, got {resolution}")
     runs = [load_run(w, checkpoint) for w in workdirs]
-    raws = []
-    for config, experiment, *_ in runs:
-        raws.append(input_map(config, experiment.dataset))
-    every = np.concatenate([x for raw, _, _ in raws for x in raw.values() if len(x)])
-    lo, hi = every.min(axis=0), every.max(axis=0)
-    margin = 0.1 * np.maximum(hi - lo, 1e-6)
-    lo, hi = lo - margin, hi + margin
-    gx, gy = np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution)
-    xx, yy = np.meshgrid(gx, gy)
-    grid = np.stack([xx.ravel(), yy.ravel()], axis=1)
-
-    n = len(runs)
-    fig = Figure(figsize=(max(4.6 * n, 6.5), 4.8), layout="constrained")
-    axes = fig.subplots(1, n, squeeze=False)[0]
+    raws = [input_map(config, experiment.dataset) for config, experiment, *_ in runs]
+    lo, hi, xx, yy = _grid(raws, resolution)
+    fig = Figure(figsize=(max(4.6 * len(runs), 6.5), 4.8), layout="constrained")
+    axes = fig.subplots(1, len(runs), squeeze=False)[0]
     panels = []
-    for i, (ax, run, (raw, scale, offset)) in enumerate(zip(axes, runs, raws, strict=True)):
-        config, experiment, state, step, summary = run
-        k = max(int(experiment.dataset.num_classes or 2), 2)
-        probs = class_probabilities(experiment, state, (grid * scale + offset).astype(np.float32))
-        labels = probs.argmax(-1).reshape(resolution, resolution)
-        confidence = probs.max(-1).reshape(resolution, resolution)
-        x_train, y_train = raw["train"], experiment.dataset.splits["train"]["y"]
-        _draw_regions(ax, xx, yy, labels, confidence, k, x_train, y_train)
-        accuracy = {
-            split: summary.get(split, {}).get("accuracy")
-            for split in ("train", "validation", "test")
-        }
-        panel_title = titles[i] if titles else describe_model(config)
-        subtitle = ", ".join(
-            f"{s[:5] if s == 'validation' else s} acc {a:.2f}"
-            for s, a in accuracy.items()
-            if a is not None and s != "test"
-        )
-        ax.set_title(panel_title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
+    for i, (ax, run, raw) in enumerate(zip(axes, runs, raws, strict=True)):
+        title_i = titles[i] if titles else describe_model(run[0])
+        panel = _panel(ax, run, raw, xx, yy, title_i)
         ax.set_xlim(lo[0], hi[0])
         ax.set_ylim(lo[1], hi[1])
         ax.set_xlabel("x1")
         if i == 0:
             ax.set_ylabel("x2")
-        panels.append(
-            {
-                "workdir": os.path.abspath(workdirs[i]),
-                "title": panel_title,
-                "model": describe_model(config),
-                "step": int(step),
-                "accuracy": accuracy,
-                "region_fractions": {str(c): float(np.mean(labels == c)) for c in range(k)},
-            }
-        )
+        panels.append({"workdir": os.path.abspath(workdirs[i]), **panel})
     dataset = runs[0][1].dataset.name
     fig.suptitle(
         (title or f"decision regions on {dataset}")
@@ -317,9 +316,6 @@ def train_and_draw(
       ConfigError: the data is not 2-D classification data (before anything
         trains), or a bad axis, or no run finished.
     """
-    from dl.tools import sweep
-    from dl.train import train
-
     check_config(config)
     png = os.path.join(workdir, "decision_boundaries.png")
     if axis is None:

@@ -24,6 +24,25 @@ def _group_names(exp, group_by: str, count: int) -> list[str]:
     return [str(i) for i in range(count)]
 
 
+def _gates(exp, state, fields: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Gate probabilities [examples, experts] and whether each example is classified right.
+
+    Correctness is NaN where the task predicts no class labels.
+    """
+    variables = {"params": state.params, **state.model_state}
+    inputs = exp.task.inputs(fields)
+    gate, correct = [], []
+    apply = jax.jit(lambda v, *a: exp.model.apply(v, *a, train=False))
+    for start in range(0, len(fields["y"]), CHUNK):
+        chunk = tuple(a[start : start + CHUNK] for a in inputs)
+        gate.append(np.asarray(gate_probabilities(exp.model, variables, *chunk)))
+        outputs = apply(variables, *chunk)
+        labels = np.asarray(exp.task.labels(outputs)) if hasattr(exp.task, "labels") else None
+        y = fields["y"][start : start + CHUNK]
+        correct.append(labels == y if labels is not None else np.full(len(y), np.nan))
+    return np.concatenate(gate), np.concatenate(correct).astype(np.float64)
+
+
 def expert_report(
     workdir: str, checkpoint: str = "latest", split: str = "test", group_by: str = "problem_id"
 ) -> dict:
@@ -60,19 +79,7 @@ def expert_report(
             f"--group_by={group_by!r} must be a field of non-negative integers [examples], "
             f"got {groups.dtype} {groups.shape}"
         )
-    variables = {"params": state.params, **state.model_state}
-    inputs = exp.task.inputs(fields)
-    gate, correct = [], []
-    apply = jax.jit(lambda v, *a: exp.model.apply(v, *a, train=False))
-    for start in range(0, len(groups), CHUNK):
-        chunk = tuple(a[start : start + CHUNK] for a in inputs)
-        gate.append(np.asarray(gate_probabilities(exp.model, variables, *chunk)))
-        outputs = apply(variables, *chunk)
-        labels = np.asarray(exp.task.labels(outputs)) if hasattr(exp.task, "labels") else None
-        y = fields["y"][start : start + CHUNK]
-        correct.append(labels == y if labels is not None else np.full(len(y), np.nan))
-    gate = np.concatenate(gate)  # [examples, experts]
-    correct = np.concatenate(correct).astype(np.float64)  # [examples]
+    gate, correct = _gates(exp, state, fields)
     num_groups, num_experts = int(groups.max()) + 1, gate.shape[1]
     table = expert_specialisation(gate, groups, num_groups)  # [groups, experts]
     top_counts = np.zeros((num_groups, num_experts), np.int64)

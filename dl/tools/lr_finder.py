@@ -197,18 +197,8 @@ def find_learning_rate(
       RuntimeError: the state changed (never expected; the check is the proof).
     """
     _check_args(min_lr, max_lr, num_steps, beta, divergence_factor, rule)
-    config = experiment.config
     before = _host_copy(state)
-    ramp = build(ramp_config(config, min_lr, max_lr, num_steps))
-    work = place(restart(state, ramp.steps.tx), experiment)
-    feeder = Feeder(
-        ramp,
-        device_arrays(ramp.dataset, ramp.mesh)["train"],
-        batch_size=int(config.batch_size),
-        steps_per_call=1,
-        seed=int(config.seed),
-    )
-    feeder.compile(work)
+    feeder, work = _ramp_feeder(experiment, state, min_lr, max_lr, num_steps)
     watch = _Watch(beta, divergence_factor)
     stopped = _ramp(feeder, work, num_steps, watch, Progress(num_steps, stream=stream))
     done = stopped is not None
@@ -269,6 +259,26 @@ class _Watch:
                 f"{self.smoothed:.4g} > {self.factor:g} x minimum {self.best:.4g}"
             )
         return None
+
+
+def _ramp_feeder(experiment, state, min_lr: float, max_lr: float, num_steps: int):
+    """The range test's compiled step and a fresh device copy of `state` to train.
+
+    Returns:
+      (Feeder of the ramp experiment, the copy at step 0 with a fresh optimizer state).
+    """
+    config = experiment.config
+    ramp = build(ramp_config(config, min_lr, max_lr, num_steps))
+    work = place(restart(state, ramp.steps.tx), experiment)
+    feeder = Feeder(
+        ramp,
+        device_arrays(ramp.dataset, ramp.mesh)["train"],
+        batch_size=int(config.batch_size),
+        steps_per_call=1,
+        seed=int(config.seed),
+    )
+    feeder.compile(work)
+    return feeder, work
 
 
 def _ramp(feeder, work, num_steps: int, watch, progress) -> str | None:

@@ -22,7 +22,6 @@ import optax
 import dl.train.actions as A
 from dl.errors import ConfigError, NonFiniteError
 from dl.reporting import (
-    CompilationCounter,
     MetricWriter,
     NullWriter,
     Progress,
@@ -31,6 +30,7 @@ from dl.reporting import (
 )
 from dl.reporting.curves import plot_learning_curves
 from dl.train.checkpoint import BEST, LATEST, Checkpoints
+from dl.train.compilations import CompilationCounter
 from dl.train.evaluator import Evaluator, device_arrays
 from dl.train.experiment import Experiment, build, check_intervals
 from dl.train.feeder import Feeder

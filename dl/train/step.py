@@ -98,6 +98,25 @@ def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: Step
     )
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    new_state = _guarded_update(state, grads, new_model_state, finite, tx, cfg)
+    running = state.halted == 0
+    metrics = {
+        "step": state.step,
+        "loss": loss,
+        "grad_norm": grad_norm,
+        "learning_rate": jnp.asarray(schedule(state.step), jnp.float32),
+        "finite": finite & running,
+        "sums": masked_sums(task.metrics(jax.lax.stop_gradient(outputs), batch), mask),
+    }
+    return new_state, metrics
+
+
+def _guarded_update(state: TrainState, grads, new_model_state, finite, tx, cfg: StepConfig):
+    """The state after one step: updated if the step is finite and training runs, else kept.
+
+    The non-finite policy decides when training halts (the state then stays
+    frozen at the last good step).
+    """
     skipped = jnp.where(finite, 0, state.skipped + 1)
     if cfg.nonfinite_policy == "stop":
         halt_now = ~finite
@@ -119,7 +138,7 @@ def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: Step
     params, opt_state, model_state = jax.lax.cond(
         finite & running, update, keep, (grads, state.opt_state, state.params, new_model_state)
     )
-    new_state = state.replace(
+    return state.replace(
         step=jnp.where(running & ~halt_now, state.step + 1, state.step),
         params=params,
         opt_state=opt_state,
@@ -127,15 +146,6 @@ def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: Step
         skipped=jnp.where(running, skipped, state.skipped),
         halted=jnp.where(running & halt_now, 1, state.halted).astype(jnp.int32),
     )
-    metrics = {
-        "step": state.step,
-        "loss": loss,
-        "grad_norm": grad_norm,
-        "learning_rate": jnp.asarray(schedule(state.step), jnp.float32),
-        "finite": finite & running,
-        "sums": masked_sums(task.metrics(jax.lax.stop_gradient(outputs), batch), mask),
-    }
-    return new_state, metrics
 
 
 def eval_step(state: TrainState, batch, *, model, task):

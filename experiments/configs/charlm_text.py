@@ -21,7 +21,7 @@ Mostly real words and phrases of the text, not grammatical sentences; a larger f
 """
 
 from dl.config import base_config
-from dl.data.sequences import SAMPLE_TEXT
+from dl.data.text_windows import SAMPLE_TEXT
 
 
 def get_config():

@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 
 from dl.data.graph_checks import check_dense_graphs, check_graph
-from dl.data.graphs import (
-    grid_edges,
-    image_grid_graphs,
-    karate_club,
-    load_edge_list_npz,
-    synthetic_graphs,
-)
+from dl.data.graphs import grid_edges, image_grid_graphs, karate_club, load_edge_list_npz
+from dl.data.random_graphs import synthetic_graphs
 from dl.errors import ConfigError
 from dl.models.gnn import GraphClassifier, NodeClassifier
 from dl.models.gnn_layers import GATLayer, GCNLayer, GraphNetworkBlock, readout

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
+import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
 
 from dl.errors import ConfigError
 
@@ -139,9 +141,6 @@ def draw_detections(
     Returns:
       The path written.
     """
-    import matplotlib  # slow to import: loaded when a figure is drawn
-    from matplotlib.figure import Figure
-
     images = np.asarray(images, np.float32)
     if images.ndim == 3:
         images = images[..., None]  # [n, H, W, 1]
