@@ -173,6 +173,7 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resumes(tmp_
 
     c = load_config("mlp_digits")
     c.num_train_steps, c.steps_per_call, c.batch_size, c.model.dropout_rate = TOTAL, 4, 64, 0.0
+    c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = EVERY
     exp = build(c)
     x, _, step_x = Checkpoints(str(straight), read_only=True).restore(exp.abstract_state())
     y, _, step_y = Checkpoints(str(multi), read_only=True).restore(exp.abstract_state())

@@ -80,6 +80,26 @@ class _GraphStack(nn.Module):
         return graph
 
 
+def _encode(module, nodes, senders, receivers, n_node, n_edge, train: bool):
+    """The graph layers of a classifier over a dense batch (called inside its __call__).
+
+    The stack is created in `module`'s scope, as its submodule "graph_layers".
+    """
+    graph = to_graphs_tuple(
+        nodes.astype(module.dtype), senders, receivers, n_node, n_edge, pack=False
+    )
+    stack = _GraphStack(
+        module.layer,
+        tuple(module.hidden_sizes),
+        module.num_heads,
+        module.activation,
+        module.dropout_rate,
+        module.dtype,
+        name="graph_layers",
+    )
+    return stack(graph, train=train)
+
+
 class GraphClassifier(nn.Module):
     """Graph-level classification or regression: graph layers, a readout, a Dense head.
 
@@ -114,18 +134,7 @@ class GraphClassifier(nn.Module):
         if self.readout not in READOUTS:
             raise unknown_name("readout", self.readout, READOUTS)
         batch = nodes.shape[0]
-        graph = to_graphs_tuple(
-            nodes.astype(self.dtype), senders, receivers, n_node, n_edge, pack=False
-        )
-        graph = _GraphStack(
-            self.layer,
-            tuple(self.hidden_sizes),
-            self.num_heads,
-            self.activation,
-            self.dropout_rate,
-            self.dtype,
-            name="graph_layers",
-        )(graph, train=train)
+        graph = _encode(self, nodes, senders, receivers, n_node, n_edge, train)
         pooled = readout(graph, self.readout)[:batch]  # [batch, features]
         return Dense(self.num_outputs, dtype=self.dtype, name="output")(pooled)
 
@@ -161,18 +170,7 @@ class NodeClassifier(nn.Module):
     def __call__(self, nodes, senders, receivers, n_node, n_edge, *, train: bool = False):
         _check_layer(self.layer)
         max_nodes = nodes.shape[1]
-        graph = to_graphs_tuple(
-            nodes.astype(self.dtype), senders, receivers, n_node, n_edge, pack=False
-        )
-        graph = _GraphStack(
-            self.layer,
-            tuple(self.hidden_sizes),
-            self.num_heads,
-            self.activation,
-            self.dropout_rate,
-            self.dtype,
-            name="graph_layers",
-        )(graph, train=train)
+        graph = _encode(self, nodes, senders, receivers, n_node, n_edge, train)
         if self.layer == "gcn":
             graph = GCNLayer(self.num_outputs, dtype=self.dtype, name="output")(graph)
         elif self.layer == "gat":

@@ -136,3 +136,18 @@ def confusion_figures(
     )
     figs.save_confusion(cm, stem, class_names, f"{split} confusion matrix")
     return [stem + ".json", stem + ".png"]
+
+
+class ConfusionFigures:
+    """A task's `figures`: the confusion matrix of `self.labels(outputs)` against `y`."""
+
+    def figures(self, outputs, predictions, data, split, directory):
+        """The confusion matrix of the split (confusion_<split>.json and .png)."""
+        return confusion_figures(
+            data["y"],
+            self.labels(outputs),
+            self.dataset.num_classes or 2,
+            self.dataset.info.get("classes"),
+            split,
+            directory,
+        )

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import optax
 
 from dl.errors import ConfigError
-from dl.tasks.base import Task, confusion_figures, ones
+from dl.tasks.base import ConfusionFigures, Task, ones
 
 
-class Classification(Task):
+class Classification(ConfusionFigures, Task):
     """Multi-class classification: softmax cross-entropy on logits; accuracy.
 
     The model gives logits [batch, classes]; the softmax output layer of the
@@ -47,19 +47,8 @@ class Classification(Task):
         """Predicted class ids."""
         return jnp.argmax(outputs, axis=-1)
 
-    def figures(self, outputs, predictions, data, split, directory):
-        """The confusion matrix of the split (confusion_<split>.json and .png)."""
-        return confusion_figures(
-            data["y"],
-            self.labels(outputs),
-            self.dataset.num_classes or 2,
-            self.dataset.info.get("classes"),
-            split,
-            directory,
-        )
 
-
-class BinaryClassification(Task):
+class BinaryClassification(ConfusionFigures, Task):
     """Two classes, one sigmoid unit: binary cross-entropy on the logit; accuracy."""
 
     name = "binary_classification"
@@ -95,17 +84,6 @@ class BinaryClassification(Task):
     def labels(self, outputs):
         """Predicted class ids (0 or 1)."""
         return (outputs[..., 0] > 0).astype(jnp.int32)
-
-    def figures(self, outputs, predictions, data, split, directory):
-        """The confusion matrix of the split (confusion_<split>.json and .png)."""
-        return confusion_figures(
-            data["y"],
-            self.labels(outputs),
-            self.dataset.num_classes or 2,
-            self.dataset.info.get("classes"),
-            split,
-            directory,
-        )
 
 
 class PerceptronCriterion(BinaryClassification):

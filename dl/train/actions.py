@@ -97,16 +97,20 @@ class Preemption(Action):
         raise Preempted(loop.step, loop.workdir)
 
 
-class LogMetrics(Action):
-    """Every `interval` steps: the training metrics of the window since the last log."""
-
-    name = "log"
+class Periodic(Action):
+    """An action due every `interval` steps and at the last step."""
 
     def __init__(self, interval: int):
         self.interval = interval
 
     def due(self, loop) -> bool:
         return every(self.interval, loop)
+
+
+class LogMetrics(Periodic):
+    """Every `interval` steps: the training metrics of the window since the last log."""
+
+    name = "log"
 
     def run(self, loop) -> None:
         result = loop.log_window()
@@ -114,16 +118,10 @@ class LogMetrics(Action):
             loop.emit("on_log", result)
 
 
-class Evaluate(Action):
+class Evaluate(Periodic):
     """Every `interval` steps: the validation split's metrics."""
 
     name = "evaluate"
-
-    def __init__(self, interval: int):
-        self.interval = interval
-
-    def due(self, loop) -> bool:
-        return every(self.interval, loop)
 
     def run(self, loop) -> None:
         metrics = loop.evaluate("validation")
@@ -274,16 +272,13 @@ class StopAtTarget(Action):
             )
 
 
-class Checkpointing(Action):
+class Checkpointing(Periodic):
     """Every `interval` steps, at the last step and when the loop stops: checkpoints/."""
 
     name = "checkpointing"
 
-    def __init__(self, interval: int):
-        self.interval = interval
-
     def due(self, loop) -> bool:
-        return every(self.interval, loop) or loop.stop_reason is not None
+        return super().due(loop) or loop.stop_reason is not None
 
     def run(self, loop) -> None:
         loop.save(LATEST)

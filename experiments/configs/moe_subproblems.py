@@ -6,7 +6,7 @@ r"""A mixture of experts on a task built from three distinct sub-problems.
 
 Each example is a point p in [-1, 1]^2 plus a one-hot id of its sub-problem:
 XOR of the signs of p, inside a circle, or a half-plane
-(dl.models.modular.distinct_subproblems; 3000 examples). Three expert MLPs
+(dl.data.subproblems.distinct_subproblems; 3000 examples). Three expert MLPs
 (8 tanh units) read the point; a linear softmax gate reads the id
 (`context_features=3`); the mixed logits are trained end to end with Adam.
 An expert cannot serve two sub-problems (their targets conflict on the same
