@@ -104,3 +104,9 @@ def test_unknown_names_list_the_valid_ones():
         make_optimizer(config(schedule="linear"))
     with pytest.raises(ConfigError, match="learning_rate must be > 0"):
         make_optimizer(config(lr=0.0))
+
+
+def test_a_warmup_longer_than_the_run_is_a_config_error_naming_the_fields():
+    c = config(schedule="warmup_cosine", steps=60, warmup_steps=100)
+    with pytest.raises(ConfigError, match="warmup_cosine.*warmup_steps=100.*num_train_steps=60"):
+        make_schedule(c)

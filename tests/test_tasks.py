@@ -1,5 +1,7 @@
 """Losses and metrics of the supervised tasks, and the perceptron rule."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -96,3 +98,38 @@ def test_perceptron_criterion_gradient_is_the_classic_update():
     w_ref, b_ref = classic_perceptron(x, y, 3, lr)
     np.testing.assert_allclose(w, w_ref, atol=1e-5)
     assert b == pytest.approx(b_ref, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "dataset_cfg, task_name, written",
+    [
+        (dict(name="iris"), "classification", ["confusion_test.json", "confusion_test.png"]),
+        (dict(name="karate", standardize="none"), "node_classification", ["confusion_test.json"]),
+        (dict(name="shapes", num_samples=20, image_size=32), "detection", ["detections_test.png"]),
+    ],
+)
+def test_tasks_draw_their_own_figures(tmp_path, dataset_cfg, task_name, written):
+    import json
+
+    import ml_collections
+
+    from dl.data import load_dataset
+
+    data = load_dataset(ml_collections.ConfigDict(dataset_cfg))
+    task = make_task(task_name, data)
+    split = data.splits["test"]
+    if task_name == "detection":
+        outputs = np.random.default_rng(0).normal(size=(len(split["x"]), 4, 4, 10 + 3))
+    else:
+        shape = (len(split["x"]), *split["y"].shape[1:], task.num_outputs())
+        outputs = np.random.default_rng(0).normal(size=shape)
+    predictions = jax.tree.map(np.asarray, task.predictions(jnp.asarray(outputs), split))
+    files = task.figures(outputs, predictions, split, "test", str(tmp_path))
+    assert {os.path.basename(f) for f in files} >= set(written)
+    for name in written:
+        assert (tmp_path / name).stat().st_size > 0
+    if task_name == "node_classification":
+        # Only the nodes the test split counts enter its confusion matrix.
+        with open(tmp_path / "confusion_test.json") as f:
+            counts = np.asarray(json.load(f)["counts"])
+        assert counts.sum() == int(split["label_mask"].sum())

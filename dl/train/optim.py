@@ -118,7 +118,17 @@ def make_schedule(config):
     lr = float(config.optimizer.learning_rate)
     if not lr > 0:
         raise ConfigError(f"optimizer.learning_rate must be > 0, got {lr}")
-    return SCHEDULES[name](lr, cfg, int(config.num_train_steps))
+    total = int(config.num_train_steps)
+    try:
+        schedule = SCHEDULES[name](lr, cfg, total)
+        schedule(0)  # optax checks some arguments only when the schedule is evaluated
+    except (ValueError, TypeError) as e:
+        fields = ", ".join(f"{k}={v!r}" for k, v in dict(cfg or {}).items() if k != "name")
+        raise ConfigError(
+            f"schedule {name!r} cannot be built with {fields or 'its defaults'} and "
+            f"num_train_steps={total}: {e}"
+        ) from None
+    return schedule
 
 
 def make_optimizer(config):

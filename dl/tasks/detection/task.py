@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import jax
@@ -11,6 +12,7 @@ import numpy as np
 from dl.errors import ConfigError
 from dl.models.yolo import activate, decode, nms
 from dl.tasks.base import Task
+from dl.tasks.detection.drawing import draw_detections
 from dl.tasks.detection.loss import CONFIDENCE_TARGETS, yolo_loss_terms
 from dl.tasks.detection.metrics import mean_average_precision
 
@@ -195,6 +197,11 @@ class Detection(Task):
             if not np.isnan(value):
                 out[_metric_name(name)] = float(value)
         return out
+
+    def figures(self, outputs, predictions, data, split, directory):
+        """The split's first images with predicted and true boxes (detections_<split>.png)."""
+        path = os.path.join(directory, f"detections_{split}.png")
+        return [draw_detections(data["x"], predictions, data, path, self.class_names)]
 
 
 __all__ = ["Detection"]
