@@ -2,7 +2,7 @@
 
 Layers, low to high (BUILD_NOTES.md, "Layout"):
 
-    base       dl/__init__, dl/errors.py, dl/config.py, dl/boxes.py
+    base       dl/__init__, dl/errors.py, dl/config.py, dl/boxes.py, dl/imports.py
     models | data | reporting | autodiff      side by side: none imports another
     tasks
     train
@@ -31,7 +31,7 @@ GROUPS = {
     "train": 3,
     "tools": 4,
 }
-BASE = {"dl", "dl.errors", "dl.config", "dl.boxes"}
+BASE = {"dl", "dl.errors", "dl.config", "dl.boxes", "dl.imports"}
 # Libraries that may be imported inside a function: slow to import, or optional.
 HEAVY = {"matplotlib", "torch", "sklearn", "scipy", "networkx", "safetensors"}
 MAX_FILE_LINES = 450

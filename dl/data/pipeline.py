@@ -131,16 +131,18 @@ def make_dataset(source: Source, name: str, cfg) -> Dataset:
     return Dataset(name, splits, source.kind, source.num_classes, info)
 
 
-def load_dataset(cfg) -> Dataset:
+def load_dataset(cfg, source=None) -> Dataset:
     """Loads, splits and standardizes the dataset a config names.
 
     Args:
       cfg: the `dataset` field of an experiment config.
+      source: instead of `cfg.name`, a Source or a function of the dataset
+        config returning one (see `dl.data.load_source`).
 
     Returns:
       The Dataset.
     """
-    return make_dataset(load_source(cfg), cfg.name, cfg)
+    return make_dataset(load_source(cfg, source), cfg.name, cfg)
 
 
 class TrainOrder:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import flax.linen as nn
 import jax.numpy as jnp
 
 from dl.errors import ConfigError, unknown_name
+from dl.imports import MARKER, import_object, is_import_path
 from dl.models.cnn import CNN, AlexNet, AlexNetTiny, ConvFilter, LeNet5
 from dl.models.gnn import GraphClassifier, NodeClassifier
 from dl.models.mixture import GatedMixture
@@ -83,24 +85,84 @@ def model_fields(constructor) -> dict[str, object]:
     return fields
 
 
-def build_model(cfg, num_outputs: int | None = None, dtype: str | None = None):
-    """Builds the model a config names.
+def model_constructor(name: str):
+    """The constructor a model name stands for: a key of MODELS or an import path.
+
+    Raises:
+      ConfigError: an unknown name (listing the known ones), an import path
+        that cannot be imported, or an object that is not a flax Module class.
+    """
+    if name in MODELS:
+        return MODELS[name]
+    if not (is_import_path(name) or str(name).startswith(MARKER)):
+        raise ConfigError(
+            f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}; or an "
+            "import path 'package.module:Class' of a flax.linen.Module"
+        )
+    return _check_constructor(import_object(name, "model"), name)
+
+
+def _check_constructor(obj, name: str):
+    cls = getattr(obj, "func", obj)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ConfigError(
+            f"model {name!r} is {type(obj).__name__} {obj!r}; dl needs a flax.linen.Module "
+            "class (or a functools.partial of one), whose fields are the model's config fields"
+        )
+    return obj
+
+
+def instance_fields(module: nn.Module) -> dict | None:
+    """The config fields that rebuild a Module instance from its class, or None.
+
+    None when a field holds something a config cannot (a function, an array).
+    """
+    out = {}
+    for key, default in model_fields(type(module)).items():
+        value = getattr(module, key)
+        if value is default:
+            continue
+        if isinstance(value, type) and value in DTYPES.values():
+            value = next(k for k, v in DTYPES.items() if v is value)
+        if isinstance(value, tuple):
+            value = list(value)
+        if not _is_config_value(value):
+            return None
+        out[key] = value
+    return out
+
+
+def _is_config_value(value) -> bool:
+    if isinstance(value, list):
+        return all(_is_config_value(v) for v in value)
+    return value is None or isinstance(value, bool | int | float | str)
+
+
+def build_model(
+    cfg, num_outputs: int | None = None, dtype: str | None = None, model=None
+) -> nn.Module:
+    """Builds the model a config names (or the one handed in).
 
     Args:
-      cfg: the `model` field of an experiment config: `name` plus the model's
-        own fields. `num_outputs` may be left out (or None) to take the task's.
+      cfg: the `model` field of an experiment config: `name` (a key of MODELS
+        or an import path `package.module:Class`) plus the model's own fields.
+        `num_outputs` may be left out (or None) to take the task's.
       num_outputs: the output width the task needs.
       dtype: the experiment's compute dtype (a DTYPES name), used unless `cfg`
         sets the model's own `dtype`.
+      model: instead of `cfg.name`, a Module class (or partial), built with
+        `cfg`'s fields, or a Module instance, used as it is.
 
     Returns:
       A flax.linen Module.
     """
     cfg = dict(cfg)
     name = cfg.pop("name", None)
-    if name not in MODELS:
-        raise unknown_name("model", str(name), MODELS)
-    constructor = MODELS[name]
+    if isinstance(model, nn.Module):
+        return _check_instance(model, num_outputs)
+    constructor = (
+        _check_constructor(model, str(name)) if model is not None else model_constructor(name)
+    )
     fields = model_fields(constructor)
     unknown = sorted(set(cfg) - set(fields))
     if unknown:
@@ -138,4 +200,21 @@ def build_model(cfg, num_outputs: int | None = None, dtype: str | None = None):
     return constructor(**cfg)
 
 
-__all__ = ["DTYPES", "MODELS", "build_model", "model_fields"]
+def _check_instance(model: nn.Module, num_outputs: int | None) -> nn.Module:
+    given = getattr(model, "num_outputs", None)
+    if given is not None and num_outputs is not None and int(given) != num_outputs:
+        raise ConfigError(
+            f"the model handed in has num_outputs={given}, but the task needs {num_outputs} "
+            "outputs per example"
+        )
+    return model
+
+
+__all__ = [
+    "DTYPES",
+    "MODELS",
+    "build_model",
+    "instance_fields",
+    "model_constructor",
+    "model_fields",
+]

@@ -9,7 +9,8 @@ import inspect
 
 import ml_collections
 
-from dl.errors import ConfigError, unknown_name
+from dl.errors import ConfigError
+from dl.imports import MARKER, import_object, is_import_path
 from dl.tasks.base import Task
 from dl.tasks.detection import Detection
 from dl.tasks.graph import GraphClassification, NodeClassification
@@ -61,14 +62,40 @@ def task_config(name: str, **fields) -> ml_collections.ConfigDict:
     >>> task_config("detection", lambda_noobj=0.25).lambda_noobj
     0.25
     """
-    if name not in TASKS:
-        raise unknown_name("task", name, TASKS)
-    values = {**task_fields(TASKS[name]), **fields}
-    return ml_collections.ConfigDict({"name": name, **_check_fields(name, values)})
+    cls = task_class(name)
+    values = {**task_fields(cls), **fields}
+    return ml_collections.ConfigDict({"name": name, **_check_fields(name, cls, values)})
 
 
-def _check_fields(name: str, given: dict) -> dict:
-    known = task_fields(TASKS[name])
+def task_class(name: str, given=None) -> type:
+    """The Task class a task name stands for: a key of TASKS or an import path.
+
+    Args:
+      name: the config's `task.name`.
+      given: a Task class handed in instead of the name.
+
+    Raises:
+      ConfigError: an unknown name (listing the known ones), an import that
+        fails, or an object that is not a Task class.
+    """
+    if given is None and name in TASKS:
+        return TASKS[name]
+    if given is None and not (is_import_path(name) or str(name).startswith(MARKER)):
+        raise ConfigError(
+            f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}; or an import "
+            "path 'package.module:Class' of a dl.tasks.Task subclass"
+        )
+    cls = given if given is not None else import_object(name, "task")
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ConfigError(
+            f"task {name!r} is {type(cls).__name__} {cls!r}; a task is a subclass of "
+            "dl.tasks.Task (its keyword options are the task's config fields)"
+        )
+    return cls
+
+
+def _check_fields(name: str, cls: type, given: dict) -> dict:
+    known = task_fields(cls)
     unknown = sorted(set(given) - set(known))
     if unknown:
         listed = ", ".join(sorted(known)) or "none"
@@ -78,14 +105,15 @@ def _check_fields(name: str, given: dict) -> dict:
     return dict(given)
 
 
-def make_task(cfg, dataset) -> Task:
+def make_task(cfg, dataset, task=None) -> Task:
     """Builds the task a config's `task` section names, for a dataset.
 
     Args:
-      cfg: the `task` section: `name` (a key of TASKS) plus the task's own
-        fields; a bare name is accepted too (configs written before tasks had
-        fields).
+      cfg: the `task` section: `name` (a key of TASKS, or an import path
+        `package.module:Class`) plus the task's own fields; a bare name is
+        accepted too (configs written before tasks had fields).
       dataset: the Dataset the task is trained on.
+      task: instead of the name, a Task class (built with the section's fields).
 
     Returns:
       The Task.
@@ -95,19 +123,19 @@ def make_task(cfg, dataset) -> Task:
     """
     fields = {"name": cfg} if isinstance(cfg, str) else dict(cfg)
     name = fields.pop("name", None)
-    if name not in TASKS:
-        raise unknown_name("task", str(name), TASKS)
-    fields = _check_fields(name, fields)
+    cls = task_class(name, task)
+    fields = _check_fields(str(name), cls, fields)
     for key, value in fields.items():
         if isinstance(value, list):
             fields[key] = tuple(value)
-    return TASKS[name](dataset, **fields)
+    return cls(dataset, **fields)
 
 
 __all__ = [
     "TASKS",
     "Task",
     "make_task",
+    "task_class",
     "task_config",
     "task_fields",
     "Classification",

@@ -20,7 +20,6 @@ import json
 import os
 
 import jax
-import ml_collections
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import to_rgb
@@ -31,6 +30,7 @@ from dl.data import load_dataset
 from dl.errors import ConfigError
 from dl.reporting import RunCounter
 from dl.train import CheckpointError, Checkpoints, build, train
+from dl.train.evaluation import read_run_config
 
 GRID_CHUNK = 8192
 
@@ -55,17 +55,6 @@ def check_2d(dataset) -> None:
 def check_config(config) -> None:
     """Checks, before anything trains, that a config's data can be drawn (2-D classification)."""
     check_2d(load_dataset(config.dataset))
-
-
-def read_config(workdir: str):
-    """The config stored in a run's workdir."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
-        raise ConfigError(
-            f"{workdir!r} has no config.json: it is not a directory written by experiments.train"
-        )
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
 
 
 def input_map(config, dataset) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -118,7 +107,7 @@ def describe_model(config) -> str:
 
 def load_run(workdir: str, checkpoint: str = "latest"):
     """Restores a run: (config, experiment, state, step, summary or {})."""
-    config = read_config(workdir)
+    config = read_run_config(workdir)
     experiment = build(config)
     check_2d(experiment.dataset)
     restored = Checkpoints(workdir, read_only=True).restore(experiment.abstract_state(), checkpoint)

@@ -21,12 +21,47 @@ from dl.train.evaluator import Evaluator, device_arrays
 from dl.train.experiment import build
 
 
-def restore_run(workdir: str, checkpoint: str = "latest"):
+def read_run_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a run's workdir stores (config.json), in today's layout.
+
+    Raises:
+      ConfigError: the workdir does not exist, or its config.json is missing
+        or is not a config (invalid JSON, or not a JSON object of fields).
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir!r} does not exist")
+    if not os.path.isfile(path):
+        raise ConfigError(
+            f"--workdir {workdir!r} has no config.json: it is not a directory written by "
+            "experiments.train"
+        )
+    try:
+        with open(path) as f:
+            stored = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path} cannot be read as JSON: {e}") from None
+    missing = (
+        [k for k in ("dataset", "model", "task") if k not in stored]
+        if isinstance(stored, dict)
+        else ["dataset", "model", "task"]
+    )
+    if missing:
+        raise ConfigError(
+            f"{path} is not a dl config: it lacks {', '.join(missing)} (a JSON object with "
+            "the fields of dl/config.py is expected)"
+        )
+    return ml_collections.ConfigDict(upgrade(stored))
+
+
+def restore_run(workdir: str, checkpoint="latest", *, model=None, dataset=None, task=None):
     """Rebuilds a run's experiment from its config.json and restores a checkpoint.
 
     Args:
       workdir: a directory written by `dl.train.train`.
       checkpoint: "latest", "best" or a step number.
+      model, dataset, task: objects handed to `dl.train.train` in place of
+        names (needed where config.json records them without an import path).
 
     Returns:
       (config, experiment, state, step).
@@ -35,21 +70,12 @@ def restore_run(workdir: str, checkpoint: str = "latest"):
       ConfigError: workdir is not a run directory or checkpoint is malformed.
       CheckpointError: no checkpoint could be restored.
     """
-    config_path = os.path.join(workdir, "config.json")
-    if not os.path.isdir(workdir):
-        raise ConfigError(f"--workdir {workdir!r} does not exist")
-    if not os.path.isfile(config_path):
-        raise ConfigError(
-            f"--workdir {workdir!r} has no config.json: it is not a directory written by "
-            "experiments.train"
-        )
+    config = read_run_config(workdir)
     if checkpoint not in ("latest", "best") and not str(checkpoint).isdigit():
         raise ConfigError(
             f"--checkpoint must be 'latest', 'best' or a step number, got {checkpoint!r}"
         )
-    with open(config_path) as f:
-        config = ml_collections.ConfigDict(upgrade(json.load(f)))
-    exp = build(config)
+    exp = build(config, model=model, dataset=dataset, task=task)
     restored = Checkpoints(workdir, read_only=True).restore(exp.abstract_state(), checkpoint)
     if restored is None:
         where = "best" if checkpoint == "best" else "checkpoints"

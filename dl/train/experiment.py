@@ -7,14 +7,18 @@ before anything compiles.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
+import flax.linen as nn
 import jax
+import ml_collections
 
 from dl.data import Dataset, load_dataset
 from dl.data.augment import make_augment
 from dl.errors import ConfigError
-from dl.models import build_model
+from dl.imports import MARKER, import_path_of, record_name
+from dl.models import build_model, instance_fields
 from dl.tasks import Task, make_task
 from dl.train.optim import make_optimizer
 from dl.train.sharding import check_divisible, data_mesh, put_replicated, replicated
@@ -132,11 +136,16 @@ def step_config(config) -> StepConfig:
     )
 
 
-def build(config) -> Experiment:
+def build(config, *, model=None, dataset=None, task=None) -> Experiment:
     """Builds the experiment a config describes.
 
     Args:
       config: an experiment ConfigDict (see dl/config.py for the fields).
+      model: instead of `config.model.name`, a flax Module class (built with
+        the config's model fields) or instance (used as it is).
+      dataset: instead of `config.dataset.name`, a `dl.data.Source` or a
+        function taking the dataset config and returning one.
+      task: instead of `config.task.name`, a `dl.tasks.Task` subclass.
 
     Returns:
       The Experiment.
@@ -153,15 +162,50 @@ def build(config) -> Experiment:
     ('digits', 'classification', 10)
     """
     check_intervals(config)
-    dataset = load_dataset(config.dataset)
-    task = make_task(config.task, dataset)
-    model = build_model(config.model, task.num_outputs(), dtype=config.get("dtype"))
-    problem = task.check_model(model)  # e.g. vocabulary sizes against the data
+    data = load_dataset(config.dataset, dataset)
+    task_ = make_task(config.task, data, task)
+    model_ = build_model(config.model, task_.num_outputs(), dtype=config.get("dtype"), model=model)
+    problem = task_.check_model(model_)  # e.g. vocabulary sizes against the data
     if problem:
         raise ConfigError(problem)
-    check_shapes(model, task, dataset)
+    check_shapes(model_, task_, data)
     tx, schedule = make_optimizer(config)
     mesh = data_mesh()
     check_divisible(int(config.batch_size), mesh)
-    steps = Steps(model, task, tx, schedule, step_config(config), mesh)
-    return Experiment(config, dataset, task, model, steps, mesh)
+    steps = Steps(model_, task_, tx, schedule, step_config(config), mesh)
+    return Experiment(config, data, task_, model_, steps, mesh)
+
+
+def recorded_config(config, *, model=None, dataset=None, task=None) -> ml_collections.ConfigDict:
+    """The config a workdir records for a run built with objects in place of names.
+
+    Each object is named by its import path, so that any binary finds it again;
+    one without (defined in `__main__`, a local class, data in memory) is
+    named by a marker `<object>:NAME`, and whatever reads the workdir must be
+    handed the same object. A Module instance is recorded as its class and
+    the fields it was built with.
+
+    Args:
+      config: the experiment config.
+      model, dataset, task: the objects given to `build`, or None.
+
+    Returns:
+      A copy of `config` (unlocked) with those names replaced.
+    """
+    out = copy.deepcopy(config)
+    with out.unlocked():
+        if isinstance(model, nn.Module):
+            fields = instance_fields(model)
+            path = import_path_of(type(model))
+            if path is None or fields is None:
+                out.model = ml_collections.ConfigDict({"name": f"{MARKER}{type(model).__name__}"})
+            else:
+                out.model = ml_collections.ConfigDict({"name": path, **fields})
+        elif model is not None:
+            out.model.name = record_name(model, getattr(model, "__name__", type(model).__name__))
+        if dataset is not None:
+            label = getattr(dataset, "__name__", type(dataset).__name__)
+            out.dataset.name = record_name(dataset, label)
+        if task is not None:
+            out.task.name = record_name(task, getattr(task, "__name__", "task"))
+    return out

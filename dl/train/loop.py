@@ -32,7 +32,7 @@ from dl.reporting.curves import plot_learning_curves
 from dl.train.checkpoint import BEST, LATEST, Checkpoints
 from dl.train.compilations import CompilationCounter
 from dl.train.evaluator import Evaluator, device_arrays
-from dl.train.experiment import Experiment, build, check_intervals
+from dl.train.experiment import Experiment, build, check_intervals, recorded_config
 from dl.train.feeder import Feeder
 from dl.train.orbax_patch import stop_io_metrics_leak
 from dl.train.preemption import PreemptionFlag
@@ -43,20 +43,28 @@ from dl.train.step import all_finite
 from dl.train.window import TrainWindow
 
 
-def train(config, workdir: str, *, stream=None, callbacks=()) -> dict:
+def train(
+    config, workdir: str, *, model=None, dataset=None, task=None, callbacks=(), stream=None
+) -> dict:
     """Trains the experiment of `config` in `workdir`, resuming if it holds a checkpoint.
 
     Writes config.json, metrics.jsonl, checkpoints/, best/, summary.json and
-    learning_curves.png into workdir. Besides the training metrics, each train
-    event of metrics.jsonl holds `host_rss_mb` (the process's resident memory)
-    and `compilations` (XLA compilations in this process since `train` began).
+    learning_curves.png into workdir (README.md, "Using dl", says what each holds).
 
     Args:
       config: the experiment config.
       workdir: the run's directory.
+      model: instead of `config.model.name`, a flax Module class (built with
+        the config's model fields) or instance.
+      dataset: instead of `config.dataset.name`, a `dl.data.Source` (e.g. from
+        `dl.data.from_arrays`) or a function taking the dataset config and
+        returning one.
+      task: instead of `config.task.name`, a `dl.tasks.Task` subclass.
+      callbacks: `dl.train.Action`s the loop runs with its own; each may stop
+        training, and its `state_dict` is checkpointed.
       stream: where progress goes (stdout by default).
-      callbacks: `dl.train.actions.Action`s the loop runs with its own; each
-        may stop training, and its `state_dict` is checkpointed.
+      An object is recorded in config.json by its import path, or by a marker
+      saying it must be handed in again to read the workdir.
 
     Returns:
       The summary: final step, train/validation/test metrics, timings.
@@ -79,7 +87,8 @@ def train(config, workdir: str, *, stream=None, callbacks=()) -> dict:
         flag = stack.enter_context(PreemptionFlag())
         compilations = stack.enter_context(CompilationCounter())
         intervals = check_intervals(config)
-        exp = build(config)
+        exp = build(config, model=model, dataset=dataset, task=task)
+        config = exp.config = recorded_config(config, model=model, dataset=dataset, task=task)
         _prepare_workdir(workdir)
         ckpts = Checkpoints(workdir, keep=int(config.keep_checkpoints))
         stack.callback(ckpts.close)
