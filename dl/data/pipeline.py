@@ -13,6 +13,7 @@ import dataclasses
 
 import numpy as np
 
+from dl.data.preprocessing import Preprocessing, fit_inputs, fit_targets
 from dl.data.source import Source
 from dl.data.sources import load_source
 from dl.data.splits import split_indices
@@ -29,6 +30,8 @@ class Dataset:
       kind: "classification" or "regression".
       num_classes: classes of a classification set, else None.
       info: description stored with the run (sizes, standardization, source).
+      preprocessing: what was fitted to the training split, to prepare new raw
+        inputs the same way (`dl.data.preprocessing`).
     """
 
     name: str
@@ -36,6 +39,7 @@ class Dataset:
     kind: str
     num_classes: int | None
     info: dict
+    preprocessing: Preprocessing = dataclasses.field(default_factory=Preprocessing)
 
     def size(self, split: str) -> int:
         return len(self.splits[split]["x"])
@@ -55,26 +59,21 @@ class Dataset:
 STANDARDIZE = ("feature", "global", "none")
 
 
-def _standardize(splits, info, how):
-    """Standardizes inputs with statistics of the training split only.
+def _standardize(splits, info, how) -> tuple:
+    """Standardizes inputs with statistics of the training split only (`fit_inputs`).
 
-    "feature" scales each input feature to zero mean and unit variance;
-    "global" uses one mean and std over all features (keeps the relative
-    intensities of pixels); "none" leaves inputs as they are.
+    Returns:
+      (mean, std) as applied, or (None, None) for "none".
     """
     if how not in STANDARDIZE:
         raise ConfigError(f"dataset.standardize must be one of {STANDARDIZE}, got {how!r}")
-    if how == "none":
-        return
-    x_train = splits["train"]["x"]
-    if how == "feature":
-        mean, std = x_train.mean(axis=0), x_train.std(axis=0)
-        std = np.where(std < 1e-6, 1.0, std)  # constant features (digits' border pixels)
-    else:
-        mean, std = x_train.mean(), max(float(x_train.std()), 1e-6)
+    mean, std = fit_inputs(splits["train"]["x"], how)
+    if mean is None:
+        return None, None
     for s in splits.values():
         s["x"] = ((s["x"] - mean) / std).astype(np.float32)
     info["standardization"] = f"{how}: mean/std fitted on the training split"
+    return mean, std
 
 
 def make_dataset(source: Source, name: str, cfg) -> Dataset:
@@ -118,17 +117,43 @@ def make_dataset(source: Source, name: str, cfg) -> Dataset:
     info = dict(source.info)
     info["sizes"] = {s: int(len(i)) for s, i in idx.items()}
     how = cfg.get("standardize", "feature")
-    _standardize(splits, info, {True: "feature", False: "none"}.get(how, how))
+    how = {True: "feature", False: "none"}.get(how, how)
+    x_mean, x_std = _standardize(splits, info, how)
+    y_mean = y_std = None
     if source.kind == "regression" and cfg.get("standardize_targets", True):
-        y_mean = splits["train"]["y"].mean(axis=0)
-        y_std = np.maximum(splits["train"]["y"].std(axis=0), 1e-6)
+        y_mean, y_std = fit_targets(splits["train"]["y"])
         for s in splits.values():
             s["y"] = ((s["y"] - y_mean) / y_std).astype(np.float32)
-        info["target_scale"] = {
-            "mean": np.asarray(y_mean).tolist(),
-            "std": np.asarray(y_std).tolist(),
-        }
-    return Dataset(name, splits, source.kind, source.num_classes, info)
+        info["target_scale"] = {"mean": y_mean.tolist(), "std": y_std.tolist()}
+    prep = Preprocessing(
+        x_mean,
+        x_std,
+        y_mean,
+        y_std,
+        input_shape=tuple(int(d) for d in source.x.shape[1:]),
+        info={"standardize": how, "kind": source.kind, **_prepared_facts(info)},
+    )
+    return Dataset(name, splits, source.kind, source.num_classes, info, prep)
+
+
+# Facts of a source's info that preparing new raw inputs needs.
+PREPARED_FACTS = (
+    "classes",
+    "class_names",
+    "vocab",
+    "src_vocab",
+    "tgt_vocab",
+    "max_source_length",
+    "max_target_length",
+    "feature_columns",
+    "label_column",
+    "image_size",
+    "channels",
+)
+
+
+def _prepared_facts(info: dict) -> dict:
+    return {k: info[k] for k in PREPARED_FACTS if k in info}
 
 
 def load_dataset(cfg, source=None) -> Dataset:
