@@ -31,6 +31,14 @@ def base_config() -> ml_collections.ConfigDict:
             test_fraction=0.2,
             split_seed=0,
             standardize="feature",
+            # Fields of the user's own files (README, "Configs"), unset unless given:
+            # --config.dataset.label_column=species works although configs are locked.
+            kind=config_dict.placeholder(str),  # npz/csv: "classification" or "regression"
+            label_column=config_dict.placeholder(str),  # csv: the target column
+            image_size=config_dict.placeholder(int),  # images, digits: resize to a square
+            channels=config_dict.placeholder(int),  # images: 1 (grayscale) or 3 (RGB)
+            num_classes=config_dict.placeholder(int),  # detection_npz, synthetic sets
+            box_units=config_dict.placeholder(str),  # detection_npz: "normalized" or "pixels"
         )
     )
     c.model = ml_collections.ConfigDict(dict(name="mlp"))

@@ -156,13 +156,20 @@ def test_changed_config_on_resume_is_refused(tmp_path):
 
 
 def test_checkpoint_from_before_a_new_shared_field_resumes_with_its_default(tmp_path):
-    # A run written before config.dtype existed computed in float32.
+    # A run written before config.dtype and the dataset's file fields existed,
+    # and when a task was a bare name, resumes with today's config.
     c = load_config("mlp_xor")
     c.target_metric = ""
     c.num_train_steps = c.checkpoint_every_steps = 50
     with c.unlocked():
         del c["dtype"]
+        for field in ("kind", "label_column", "image_size", "channels", "box_units"):
+            del c.dataset[field]
+        del c["task"]
+        c.task = "binary_classification"
     quiet_train(c, tmp_path)
+    with open(tmp_path / "config.json") as f:
+        assert json.load(f)["task"] == "binary_classification"
     c = load_config("mlp_xor")
     c.target_metric = ""
     c.num_train_steps, c.checkpoint_every_steps, c.dtype = 100, 50, "bfloat16"

@@ -4,6 +4,7 @@
 bottom of dl's layers).
 """
 
+from dl.data.arrays import from_arrays
 from dl.data.files import load_csv, load_image_folder, load_npz
 from dl.data.pipeline import Dataset, TrainOrder, eval_order, load_dataset, make_dataset
 from dl.data.source import Source
@@ -18,6 +19,7 @@ __all__ = [
     "Source",
     "TrainOrder",
     "eval_order",
+    "from_arrays",
     "load_csv",
     "load_dataset",
     "load_image_folder",

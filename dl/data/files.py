@@ -51,6 +51,34 @@ def load_npz(path: str, cfg=None) -> Source:
     return Source(x.astype(np.float32), y, kind, num_classes, info={"file": path})
 
 
+def _csv_features(path: str, header: list, body: list, features: list, label_given) -> np.ndarray:
+    """The feature cells of a CSV body as float32 [rows, features]; errors name line and column."""
+    x = np.empty((len(body), len(features)), np.float32)
+    for r, row in enumerate(body):
+        line = r + 2  # the header is line 1
+        if len(row) != len(header):
+            raise ConfigError(
+                f"csv file {path!r}: line {line} has {len(row)} cells, the header {len(header)}"
+            )
+        for j, i in enumerate(features):
+            try:
+                x[r, j] = float(row[i])
+            except ValueError:
+                where = f"csv file {path!r}, line {line}, column {header[i]!r}"
+                if label_given:
+                    raise ConfigError(
+                        f"{where}: {row[i]!r} is not a number; every column but the label "
+                        f"column {label_given!r} is a feature and must be numeric"
+                    ) from None
+                raise ConfigError(
+                    f"{where}: {row[i]!r} is not a number. Without dataset.label_column the "
+                    f"label is the last column ({header[-1]!r}) and the others are numeric "
+                    f"features; if {header[i]!r} holds the labels, set "
+                    f"--config.dataset.label_column={header[i]}"
+                ) from None
+    return x
+
+
 def load_csv(path: str, cfg=None) -> Source:
     """Loads a CSV file with a header row; `dataset.label_column` names the target.
 
@@ -74,10 +102,7 @@ def load_csv(path: str, cfg=None) -> Source:
         raise ConfigError(f"csv file {path!r} has no column {label!r}; columns: {header}")
     col = header.index(label)
     features = [i for i in range(len(header)) if i != col]
-    try:
-        x = np.array([[float(r[i]) for i in features] for r in body], np.float32)
-    except (ValueError, IndexError) as e:
-        raise ConfigError(f"csv file {path!r}: feature columns must be numbers ({e})") from e
+    x = _csv_features(path, header, body, features, option(cfg, "label_column", None))
     raw = [r[col] for r in body]
     info = {"file": path, "label_column": label, "feature_columns": [header[i] for i in features]}
     kind = option(cfg, "kind", None)

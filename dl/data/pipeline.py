@@ -13,6 +13,7 @@ import dataclasses
 
 import numpy as np
 
+from dl.data.arrays import check_finite, check_labels
 from dl.data.preprocessing import Preprocessing, fit_inputs, fit_targets
 from dl.data.source import Source
 from dl.data.sources import load_source
@@ -110,6 +111,7 @@ def make_dataset(source: Source, name: str, cfg) -> Dataset:
             raise ConfigError(
                 f"dataset {name!r}: field {key!r} has {len(value)} examples, x has {n}"
             )
+    _check_values(source, name)
     splits = {
         s: {"x": source.x[i], "y": source.y[i], **{k: v[i] for k, v in source.extra.items()}}
         for s, i in idx.items()
@@ -134,6 +136,19 @@ def make_dataset(source: Source, name: str, cfg) -> Dataset:
         info={"standardize": how, "kind": source.kind, **_prepared_facts(info)},
     )
     return Dataset(name, splits, source.kind, source.num_classes, info, prep)
+
+
+def _check_values(source: Source, name: str) -> None:
+    """Refuses non-finite values and class labels outside [0, num_classes), naming the example.
+
+    Without this a NaN in the data or a label of `num_classes` gives a NaN
+    loss at the first step, where the advice would be to lower the learning
+    rate.
+    """
+    for field, values in (("x", source.x), ("y", source.y), *source.extra.items()):
+        check_finite(values, f"dataset {name!r} field {field!r}")
+    if source.kind == "classification" and source.num_classes is not None:
+        check_labels(source.y, int(source.num_classes), f"dataset {name!r} field 'y'")
 
 
 # Facts of a source's info that preparing new raw inputs needs.

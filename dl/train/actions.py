@@ -140,6 +140,12 @@ def is_better(value: float, best: float | None, direction: str) -> bool:
 
 
 def _watched(metric: str, metrics: dict, task) -> float:
+    if not metrics:
+        raise ConfigError(
+            f"best_metric {metric!r} is watched on the validation split, which is empty; "
+            "give it examples (dataset.validation_fraction, or a 'validation' split) or set "
+            "best_metric=''"
+        )
     if metric not in metrics:
         raise ConfigError(
             f"best_metric {metric!r} is not a metric of task {task.name!r}: "

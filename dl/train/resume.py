@@ -45,6 +45,24 @@ def _normalise(value):
     return json.loads(json.dumps(value))
 
 
+def with_defaults(stored: dict, defaults: dict) -> dict:
+    """`stored` with the fields it lacks (at any depth) taken from `defaults`.
+
+    A field added to dl's base config after a checkpoint was written had its
+    default's behaviour then, so it compares equal to the default.
+
+    >>> with_defaults({"dataset": {"name": "iris"}}, {"seed": 0, "dataset": {"kind": None}})
+    {'dataset': {'name': 'iris', 'kind': None}, 'seed': 0}
+    """
+    out = dict(stored)
+    for key, default in defaults.items():
+        if key not in out:
+            out[key] = default
+        elif isinstance(default, dict) and isinstance(out[key], dict):
+            out[key] = with_defaults(out[key], default)
+    return out
+
+
 def check_resumable(ckpts, config_dict: dict, workdir: str) -> None:
     """Refuses to resume a workdir whose newest readable checkpoint has another config.
 
@@ -56,15 +74,13 @@ def check_resumable(ckpts, config_dict: dict, workdir: str) -> None:
     Raises:
       ConfigError: listing every differing field that is not in RESUMABLE_CHANGES.
     """
-    # A shared field added to dl after a checkpoint was written (e.g. dtype) had
-    # its default's behaviour then.
     defaults = config_to_dict(base_config())
     for step in reversed(ckpts.steps()):
         try:
             stored = upgrade(ckpts.read_meta(step).get("config", {}))
         except Exception:  # noqa: BLE001 -- an unreadable step is reported by restore
             continue
-        stored = {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
+        stored = with_defaults(stored, defaults)
         diffs = [
             d
             for d in config_differences(stored, config_dict)
