@@ -11,14 +11,16 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_binary(module: str, *args: str, timeout: float = 300, env: dict | None = None):
-    """Runs `python -m module args...` from the repository root; returns the CompletedProcess."""
+def run_binary(
+    module: str, *args: str, timeout: float = 300, env: dict | None = None, cwd: str = ROOT
+):
+    """Runs `python -m module args...` (from the repository root by default)."""
     full_env = dict(os.environ)
     full_env.setdefault("JAX_PLATFORMS", "cpu")
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=ROOT,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -7,6 +7,7 @@ import functools
 
 import flax.linen as nn
 import jax.numpy as jnp
+import ml_collections
 
 from dl.errors import ConfigError, unknown_name
 from dl.imports import MARKER, import_object, is_import_path
@@ -132,6 +133,43 @@ def instance_fields(module: nn.Module) -> dict | None:
     return out
 
 
+def model_config(name: str, **fields) -> ml_collections.ConfigDict:
+    """A config `model` section naming a model and listing its fields at their defaults.
+
+    With every field present, each can be set from the command line
+    (`--config.model.FIELD=VALUE`) although the binaries lock the config.
+    Fields a config cannot hold (functions, dtypes) and the output width
+    (the task's) are left out.
+
+    Args:
+      name: a key of MODELS or an import path `package.module:Class`.
+      **fields: fields to set.
+
+    Returns:
+      The ConfigDict.
+
+    >>> model_config("mlp", hidden_sizes=(64,)).hidden_sizes
+    (64,)
+    """
+    constructor = model_constructor(name)
+    known = model_fields(constructor)
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"model {name!r} has no field(s) {', '.join(unknown)}; its fields are: "
+            f"{', '.join(sorted(known))}"
+        )
+    section = {"name": name}
+    for key, default in known.items():
+        if key in fields:
+            section[key] = fields[key]
+        elif key not in ("num_outputs", "num_classes", "dtype") and _is_config_value(
+            list(default) if isinstance(default, tuple) else default
+        ):
+            section[key] = default
+    return ml_collections.ConfigDict(section)
+
+
 def _is_config_value(value) -> bool:
     if isinstance(value, list):
         return all(_is_config_value(v) for v in value)
@@ -215,6 +253,7 @@ __all__ = [
     "MODELS",
     "build_model",
     "instance_fields",
+    "model_config",
     "model_constructor",
     "model_fields",
 ]

@@ -233,6 +233,8 @@ class Loop:
         }
         for split in ("train", "validation", "test"):
             summary[split] = self.evaluator(self.state, split)
+        if self.stop_reason is not None:
+            summary["stopped"] = {"step": self.step, "reason": self.stop_reason}
         self.emit("on_end", summary)
         if is_lead():
             png = plot_learning_curves(
