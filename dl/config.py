@@ -19,7 +19,7 @@ def base_config() -> ml_collections.ConfigDict:
       schedule, grad_clip_norm, batch_size, eval_batch_size, num_train_steps,
       steps_per_call, log_every_steps, eval_every_steps,
       checkpoint_every_steps, keep_checkpoints, best_metric, target_metric,
-      target_value, early_stopping, nonfinite and augment.
+      target_value, early_stopping, nonfinite, augment, init_from and freeze.
     """
     c = ml_collections.ConfigDict()
     c.name = ""
@@ -71,6 +71,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.early_stopping = ml_collections.ConfigDict(dict(patience=0, min_delta=0.0))
     # Image augmentation inside the jitted step, seeded by the step.
     c.augment = ml_collections.ConfigDict(dict(crop_padding=0, horizontal_flip=False))
+    # Start a fresh run from another run's parameters and model state (fresh
+    # optimizer state); `exclude`: regular expressions over parameter paths
+    # (e.g. "head/.*") left at their fresh initialization. A run that has
+    # checkpoints of its own resumes from them and ignores this.
+    c.init_from = ml_collections.ConfigDict(dict(workdir="", checkpoint="latest", exclude=()))
+    # Regular expressions over parameter paths that are not trained.
+    c.freeze = ()
     return c
 
 

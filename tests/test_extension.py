@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 
 import flax.linen as nn
 import jax
@@ -301,3 +302,79 @@ def test_callbacks_must_be_actions_with_names_of_their_own(tmp_path):
     clash.name = "best"
     with pytest.raises(ConfigError, match="two actions are named 'best'"):
         quiet(c, tmp_path, callbacks=[clash])
+
+
+def _tree(workdir, config):
+    return Checkpoints(str(workdir), read_only=True).restore(build(config).abstract_state())[0]
+
+
+@pytest.mark.slow
+def test_init_from_loads_another_runs_weights_and_freeze_keeps_them(tmp_path):
+    base = [
+        f"--config={config_path('mlp_digits')}",
+        "--config.num_train_steps=40",
+        "--config.log_every_steps=20",
+        "--config.eval_every_steps=20",
+        "--config.checkpoint_every_steps=20",
+        "--config.model.hidden_sizes=(64,)",
+    ]
+    a = run_binary("experiments.train", *base, f"--workdir={tmp_path / 'a'}")
+    assert a.returncode == 0, a.stderr
+    tuned = [
+        *base,
+        f"--config.init_from.workdir={tmp_path / 'a'}",
+        "--config.init_from.exclude=('output/.*',)",
+        "--config.freeze=('hidden_0/.*',)",
+    ]
+    b = run_binary("experiments.train", *tuned, f"--workdir={tmp_path / 'b'}")
+    assert b.returncode == 0, b.stderr
+    c = load_config("mlp_digits")
+    c.model.hidden_sizes, c.num_train_steps = (64,), 40
+    c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 20
+    first = _tree(tmp_path / "a", c)
+    c.freeze = ("hidden_0/.*",)
+    second = _tree(tmp_path / "b", c)
+    # Loaded and frozen: bitwise the first run's; excluded and trained: not.
+    for leaf in ("kernel", "bias"):
+        np.testing.assert_array_equal(
+            second.params["hidden_0"][leaf], first.params["hidden_0"][leaf]
+        )
+    assert not np.array_equal(second.params["output"]["kernel"], first.params["output"]["kernel"])
+    # A run with checkpoints of its own resumes from them, whatever init_from says.
+    again = run_binary(
+        "experiments.train",
+        *tuned,
+        "--config.num_train_steps=60",
+        "--config.init_from.workdir=/no/such/run",
+        f"--workdir={tmp_path / 'b'}",
+    )
+    assert again.returncode == 0, again.stderr
+
+
+def test_init_from_refuses_leaves_that_do_not_fit_and_loads_nothing(tmp_path):
+    c = short(load_config("mlp_digits"), 20)
+    c.model.hidden_sizes = (32,)
+    quiet(c, tmp_path / "a")
+    c.model.hidden_sizes = (48,)
+    c.init_from.workdir = str(tmp_path / "a")
+    with pytest.raises(ConfigError) as e:
+        quiet(c, tmp_path / "b")
+    message = str(e.value)
+    assert "nothing was loaded" in message
+    assert "params/hidden_0/kernel: (64, 32) -> (64, 48)" in message
+    assert "params/output/kernel: (32, 10) -> (48, 10)" in message
+    assert not os.path.isdir(tmp_path / "b" / "checkpoints") or not os.listdir(
+        tmp_path / "b" / "checkpoints"
+    )
+    c.init_from.exclude = ("hiden_0/.*",)
+    with pytest.raises(ConfigError, match=r"init_from.exclude pattern\(s\) \['hiden_0/.\*'\]"):
+        quiet(c, tmp_path / "b")
+    c.init_from.exclude = ("hidden_0/.*", "output/.*")
+    assert quiet(c, tmp_path / "b")["step"] == 20
+
+
+def test_freeze_patterns_must_name_parameters(tmp_path):
+    c = short(load_config("mlp_digits"), 20)
+    c.freeze = ("Dense_9/.*",)
+    with pytest.raises(ConfigError, match=r"freeze pattern\(s\) \['Dense_9/.\*'\] match no"):
+        build(c).init_state(from_data=False)

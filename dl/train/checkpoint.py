@@ -135,7 +135,9 @@ class Checkpoints:
 
         Args:
           abstract_state: a TrainState of jax.ShapeDtypeStruct (or arrays),
-            the structure, shapes, dtypes and shardings to restore into.
+            the structure, shapes, dtypes and shardings to restore into; or
+            None to restore the saved tree as it is (nested dicts of arrays on
+            the default device, e.g. to take another run's parameters).
           which: "latest", "best", or a step number.
 
         Returns:
@@ -166,7 +168,11 @@ class Checkpoints:
                 break
             step = candidates[-1]
             path = os.path.join(self._path(kind), str(step))
-            differences = _shape_differences(abstract_state, os.path.join(path, "state"))
+            differences = (
+                []
+                if abstract_state is None
+                else _shape_differences(abstract_state, os.path.join(path, "state"))
+            )
             if differences:
                 raise ConfigError(
                     f"checkpoint {path} does not fit the model and data of this config; "
@@ -178,7 +184,8 @@ class Checkpoints:
                 restored = self._reader.restore(
                     path,
                     args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+                        state=ocp.args.StandardRestore(abstract_state),
+                        meta=ocp.args.JsonRestore(),
                     ),
                 )
             except Exception as e:  # noqa: BLE001 -- any unreadable step is skipped, and said

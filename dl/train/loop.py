@@ -18,6 +18,7 @@ import time
 
 import jax
 import optax
+from absl import logging
 
 import dl.train.actions as A
 from dl.errors import ConfigError, NonFiniteError
@@ -34,11 +35,12 @@ from dl.train.compilations import CompilationCounter
 from dl.train.evaluator import Evaluator, device_arrays
 from dl.train.experiment import Experiment, build, check_intervals, recorded_config
 from dl.train.feeder import Feeder
+from dl.train.finetune import initial_weights
 from dl.train.orbax_patch import stop_io_metrics_leak
 from dl.train.preemption import PreemptionFlag
 from dl.train.resume import check_resumable, config_to_dict
-from dl.train.sharding import is_lead, sync, to_host
-from dl.train.state import param_count
+from dl.train.sharding import is_lead, put_replicated, sync, to_host
+from dl.train.state import TrainState, param_count
 from dl.train.step import all_finite
 from dl.train.window import TrainWindow
 
@@ -339,8 +341,15 @@ def _restore(exp: Experiment, ckpts: Checkpoints, config_dict: dict, workdir: st
     """
     check_resumable(ckpts, config_dict, workdir)
     restored = ckpts.restore(exp.abstract_state()) if ckpts.steps() else None
+    source = exp.config.get("init_from", {}).get("workdir", "")
     if restored is None:
-        return exp.placed_init_state(), None
+        state = exp.init_state()
+        if source:
+            params, model_state = initial_weights(exp.config.init_from, state)
+            state = TrainState.create(params, model_state, exp.steps.tx, state.rng)
+        return put_replicated(state, exp.mesh), None
+    if source:
+        logging.info("resuming from %s's own checkpoints: init_from is not used", workdir)
     state, meta, step = restored
     if is_lead():
         ckpts.quarantine(step)

@@ -7,11 +7,14 @@ function of the step, logged as the learning rate).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import optax
 
 from dl.config import option
 from dl.errors import ConfigError, unknown_name
+from dl.train.finetune import freeze_labels
 
 
 def _constant(lr, cfg, total):
@@ -170,4 +173,9 @@ def make_optimizer(config):
     if wd > 0 and name != "adamw":
         chain.append(optax.add_decayed_weights(wd, mask=_decay_mask))
     chain.append(OPTIMIZERS[name](schedule, ocfg))
-    return optax.chain(*chain), schedule
+    tx = optax.chain(*chain)
+    freeze = tuple(config.get("freeze", ()) or ())
+    if freeze:  # frozen leaves get zero updates; the chain sees only the others
+        labels = functools.partial(freeze_labels, patterns=freeze)
+        tx = optax.multi_transform({"trainable": tx, "frozen": optax.set_to_zero()}, labels)
+    return tx, schedule

@@ -16,6 +16,10 @@ RESUMABLE_CHANGES = frozenset(
         "checkpoint_every_steps",
         "keep_checkpoints",
         "eval_batch_size",
+        # A run with checkpoints resumes from its own and ignores init_from.
+        "init_from.workdir",
+        "init_from.checkpoint",
+        "init_from.exclude",
     }
 )
 
