@@ -1,7 +1,8 @@
 r"""Evaluates a checkpoint of a training run.
 
     python -m experiments.evaluate --workdir=runs/mlp_digits \
-        [--checkpoint=latest|best|STEP] [--split=test|validation|train]
+        [--checkpoint=latest|best|STEP] [--split=test|validation|train] \
+        [--dataset.name=images:DIR --dataset.FIELD=VALUE ...]
 
 Rebuilds the experiment from the config stored in the workdir, restores the
 checkpoint (read-only: nothing in the workdir's checkpoints changes, and it
@@ -17,7 +18,9 @@ from __future__ import annotations
 import json
 
 from absl import app, flags
+from ml_collections import config_flags
 
+from dl.config import base_config
 from experiments import common
 
 flags.DEFINE_string("workdir", None, "A directory written by experiments.train.")
@@ -29,6 +32,9 @@ flags.DEFINE_bool(
     "Write figures: confusion matrix (classification), "
     "first-layer kernels and feature maps (conv models).",
 )
+# --dataset.FIELD=VALUE evaluates on another dataset than the run's own, e.g. the
+# weights of experiments.import_weights on an image folder.
+config_flags.DEFINE_config_dict("dataset", base_config().dataset, lock_config=True)
 flags.mark_flag_as_required("workdir")
 
 FLAGS = flags.FLAGS
@@ -40,9 +46,16 @@ def main(argv):
     from dl.train import CheckpointError
     from dl.train.evaluation import evaluate
 
+    fields = {
+        k: FLAGS.dataset[k]
+        for k in FLAGS.dataset
+        if f"dataset.{k}" in FLAGS and FLAGS[f"dataset.{k}"].present
+    }
     try:
         result = common.guard(
-            lambda: evaluate(FLAGS.workdir, FLAGS.checkpoint, FLAGS.split, FLAGS.figures)
+            lambda: evaluate(
+                FLAGS.workdir, FLAGS.checkpoint, FLAGS.split, FLAGS.figures, dataset_fields=fields
+            )
         )
     except CheckpointError as e:
         common.fail(str(e), common.EXIT_NO_CHECKPOINT)

@@ -378,3 +378,32 @@ def test_freeze_patterns_must_name_parameters(tmp_path):
     c.freeze = ("Dense_9/.*",)
     with pytest.raises(ConfigError, match=r"freeze pattern\(s\) \['Dense_9/.\*'\] match no"):
         build(c).init_state(from_data=False)
+
+
+@pytest.mark.slow
+def test_evaluate_takes_another_dataset_for_the_runs_model(tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    np.savez(tmp_path / "digits.npz", x=digits.images[:, :, :, None], y=digits.target)
+    run = tmp_path / "run"
+    proc = run_binary(
+        "experiments.train",
+        f"--config={config_path('mlp_digits')}",
+        f"--workdir={run}",
+        "--config.num_train_steps=200",
+        "--config.checkpoint_every_steps=100",
+        "--config.eval_every_steps=100",
+    )
+    assert proc.returncode == 0, proc.stderr
+    proc = run_binary(
+        "experiments.evaluate",
+        f"--workdir={run}",
+        f"--dataset.name=npz:{tmp_path / 'digits.npz'}",
+        "--figures=false",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["dataset"] == f"npz:{tmp_path / 'digits.npz'}" and result["accuracy"] > 0.8
+    proc = run_binary("experiments.evaluate", f"--workdir={run}", "--dataset.name=iris")
+    assert proc.returncode == 2 and "does not fit the model" in proc.stderr

@@ -54,7 +54,9 @@ def read_run_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(upgrade(stored))
 
 
-def restore_run(workdir: str, checkpoint="latest", *, model=None, dataset=None, task=None):
+def restore_run(
+    workdir: str, checkpoint="latest", *, model=None, dataset=None, task=None, dataset_fields=None
+):
     """Rebuilds a run's experiment from its config.json and restores a checkpoint.
 
     Args:
@@ -62,6 +64,7 @@ def restore_run(workdir: str, checkpoint="latest", *, model=None, dataset=None, 
       checkpoint: "latest", "best" or a step number.
       model, dataset, task: objects handed to `dl.train.train` in place of
         names (needed where config.json records them without an import path).
+      dataset_fields: fields replacing those of the stored dataset section.
 
     Returns:
       (config, experiment, state, step).
@@ -75,6 +78,9 @@ def restore_run(workdir: str, checkpoint="latest", *, model=None, dataset=None, 
         raise ConfigError(
             f"--checkpoint must be 'latest', 'best' or a step number, got {checkpoint!r}"
         )
+    if dataset_fields:
+        with config.unlocked():
+            config.dataset.update(dict(dataset_fields))
     exp = build(config, model=model, dataset=dataset, task=task)
     restored = Checkpoints(workdir, read_only=True).restore(exp.abstract_state(), checkpoint)
     if restored is None:
@@ -85,7 +91,12 @@ def restore_run(workdir: str, checkpoint="latest", *, model=None, dataset=None, 
 
 
 def evaluate(
-    workdir: str, checkpoint: str = "latest", split: str = "test", figures: bool = True
+    workdir: str,
+    checkpoint: str = "latest",
+    split: str = "test",
+    figures: bool = True,
+    *,
+    dataset_fields: dict | None = None,
 ) -> dict:
     """Restores a checkpoint of `workdir` and evaluates it on `split`.
 
@@ -94,11 +105,14 @@ def evaluate(
       checkpoint: "latest", "best" or a step number.
       split: "train", "validation" or "test".
       figures: also write figures (confusion matrix, conv kernels and maps).
+      dataset_fields: fields that replace those of the run's dataset section
+        (e.g. {"name": "images:/data/val", "image_size": 224}): evaluates the
+        run's model on other data.
 
     Returns:
       The metrics, with the checkpoint's step.
     """
-    config, exp, state, step = restore_run(workdir, checkpoint)
+    config, exp, state, step = restore_run(workdir, checkpoint, dataset_fields=dataset_fields)
     evaluator = Evaluator(
         exp, device_arrays(exp.dataset, exp.mesh), int(config.get("eval_batch_size", 256))
     )
@@ -108,6 +122,7 @@ def evaluate(
         "checkpoint": checkpoint,
         "step": step,
         "split": split,
+        "dataset": exp.dataset.name,
         **metrics,
     }
     if figures:
