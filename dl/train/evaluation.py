@@ -97,8 +97,17 @@ def evaluate(
 
     Returns:
       The metrics, with the checkpoint's step.
+
+    Raises:
+      ConfigError: also when the split has no examples.
     """
     config, exp, state, step = restore_run(workdir, checkpoint)
+    sizes = exp.dataset.info.get("sizes", {})
+    if sizes.get(split, 1) == 0:
+        raise ConfigError(
+            f"the {split} split of dataset {exp.dataset.name!r} has no examples (split sizes "
+            f"{sizes}); evaluate another --split"
+        )
     evaluator = Evaluator(
         exp, device_arrays(exp.dataset, exp.mesh), int(config.get("eval_batch_size", 256))
     )
