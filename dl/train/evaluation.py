@@ -111,8 +111,17 @@ def evaluate(
 
     Returns:
       The metrics, with the checkpoint's step.
+
+    Raises:
+      ConfigError: also when the split has no examples.
     """
     config, exp, state, step = restore_run(workdir, checkpoint, dataset_fields=dataset_fields)
+    sizes = exp.dataset.info.get("sizes", {})
+    if sizes.get(split, 1) == 0:
+        raise ConfigError(
+            f"the {split} split of dataset {exp.dataset.name!r} has no examples (split sizes "
+            f"{sizes}); evaluate another --split, or other data (--dataset.name=...)"
+        )
     evaluator = Evaluator(
         exp, device_arrays(exp.dataset, exp.mesh), int(config.get("eval_batch_size", 256))
     )
