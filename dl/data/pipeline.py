@@ -57,7 +57,7 @@ class Dataset:
         return 1 if y.ndim == 1 else int(np.prod(y.shape[1:]))
 
 
-STANDARDIZE = ("feature", "global", "none")
+STANDARDIZE = ("feature", "global", "imagenet", "none")
 
 
 def _standardize(splits, info, how) -> tuple:

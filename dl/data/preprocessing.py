@@ -100,15 +100,29 @@ class Preprocessing:
         return cls(**arrays, input_shape=shape, info=meta.get("info", {}))
 
 
+# torchvision's input normalization of RGB images in [0, 1] (ImageNet's statistics).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
 def fit_inputs(x_train: np.ndarray, how: str) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Standardization statistics of the training inputs: (mean, std) as float32, or Nones.
 
     "feature": each input feature to zero mean and unit variance (a constant
     feature is left unscaled); "global": one mean and std over all features
-    (keeps the relative intensities of pixels); "none": no standardization.
+    (keeps the relative intensities of pixels); "imagenet": torchvision's
+    fixed per-channel mean and std of RGB images in [0, 1], as models
+    pretrained on ImageNet expect; "none": no standardization.
     """
     if how == "none":
         return None, None
+    if how == "imagenet":
+        if x_train.ndim != 4 or x_train.shape[-1] != 3:
+            raise ConfigError(
+                "dataset.standardize='imagenet' needs RGB images [examples, H, W, 3], got "
+                f"{tuple(x_train.shape)}; set dataset.channels=3"
+            )
+        return np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
     if how == "feature":
         mean, std = x_train.mean(axis=0), x_train.std(axis=0)
         std = np.where(std < 1e-6, 1.0, std)  # constant features (digits' border pixels)

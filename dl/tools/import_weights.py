@@ -33,15 +33,13 @@ import numpy as np
 from dl.config import base_config
 from dl.data import Source
 from dl.data.preprocessing import FILE as PREPROCESSING_FILE
-from dl.data.preprocessing import Preprocessing
+from dl.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from dl.errors import ConfigError
 from dl.tools.torchvision_names import IGNORED_SUFFIX, check_names, convert, num_classes
 from dl.train import Checkpoints, TrainState, build
 from dl.train.resume import config_to_dict
 from dl.train.sharding import put_replicated
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's normalization of RGB in [0, 1]
-IMAGENET_STD = (0.229, 0.224, 0.225)
 INPUT_SHAPE = (224, 224, 3)
 RECORD = "import.json"
 SAFETENSORS_SUFFIXES = (".safetensors",)
