@@ -168,18 +168,8 @@ class Checkpoints:
                 break
             step = candidates[-1]
             path = os.path.join(self._path(kind), str(step))
-            differences = (
-                []
-                if abstract_state is None
-                else _shape_differences(abstract_state, os.path.join(path, "state"))
-            )
-            if differences:
-                raise ConfigError(
-                    f"checkpoint {path} does not fit the model and data of this config; "
-                    f"nothing was loaded. Differing leaves (checkpoint -> expected):\n  "
-                    + "\n  ".join(differences[:20])
-                    + (f"\n  ... and {len(differences) - 20} more" if len(differences) > 20 else "")
-                )
+            if abstract_state is not None:
+                _check_fits(abstract_state, path)
             try:
                 restored = self._reader.restore(
                     path,
@@ -269,6 +259,18 @@ class Checkpoints:
 
     def _path(self, kind: str) -> str:
         return os.path.join(self.workdir, kind)
+
+
+def _check_fits(abstract_state, path: str) -> None:
+    """Raises ConfigError listing the leaves of the step at `path` that do not fit the state."""
+    differences = _shape_differences(abstract_state, os.path.join(path, "state"))
+    if differences:
+        raise ConfigError(
+            f"checkpoint {path} does not fit the model and data of this config; "
+            f"nothing was loaded. Differing leaves (checkpoint -> expected):\n  "
+            + "\n  ".join(differences[:20])
+            + (f"\n  ... and {len(differences) - 20} more" if len(differences) > 20 else "")
+        )
 
 
 def _leaf_name(path) -> str:
