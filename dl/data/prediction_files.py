@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+import zipfile
 
 import numpy as np
 
@@ -137,12 +138,20 @@ def write_predictions(path: str, predictions: dict) -> None:
     tmp = f"{path}.tmp{ext}"
     try:
         if ext == ".npz":
-            np.savez(tmp, **{k: np.asarray(v) for k, v in predictions.items()})
+            _write_npz(tmp, predictions)
         else:
             _write_csv(tmp, predictions)
         os.replace(tmp, path)
     except OSError as e:
         raise ConfigError(f"cannot write the output {path!r}: {e.strerror or e}") from None
+
+
+def _write_npz(path: str, arrays: dict) -> None:
+    """np.savez's format, for any field name (savez takes `file` as its own argument)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for name, value in arrays.items():
+            with z.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asarray(value), allow_pickle=False)
 
 
 def _write_csv(path: str, predictions: dict) -> None:

@@ -212,8 +212,10 @@ class Preprocessing:
         return encode_padded(vocab, texts, max(len(t) for t in texts), what="prompt")
 
     def _token_ids(self, x) -> np.ndarray:
+        if isinstance(x, list | tuple) and all(isinstance(t, str) for t in x):
+            x = self.encode(list(x))  # raw strings
         x = np.asarray(x)
-        if x.dtype.kind in "US":  # raw strings
+        if x.dtype.kind in "US":  # raw strings in an array
             x = self.encode(x.reshape(-1).tolist())
         if x.dtype.kind not in "iu" or x.ndim != 2:
             raise ConfigError(
