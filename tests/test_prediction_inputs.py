@@ -31,6 +31,7 @@ from dl.data.sequences import ADDITION_SOURCE_SYMBOLS
 from dl.data.vocabulary import Vocabulary
 from dl.errors import ConfigError
 from dl.train import train
+from dl.train.compilations import CompilationCounter
 from dl.train.evaluation import evaluate
 
 
@@ -153,10 +154,15 @@ def test_char_lm_predicts_the_token_after_each_prompt_whatever_the_padding(tmp_p
 
 def test_graph_predictions_give_the_evaluators_accuracy(tmp_path):
     config = _short(load_config("gnn_synthetic"), 40)
-    config.dataset.num_graphs = 200
+    config.dataset.num_graphs, config.eval_batch_size = 200, 16
     train(config, str(tmp_path), stream=io.StringIO())
-    raw = raw_splits(config.dataset)["test"]
-    out = dl.load(str(tmp_path)).predict(raw)  # the dense graph fields
+    raw = raw_splits(config.dataset)["test"]  # 40 graphs: chunks of 16, 16 and 8
+    predictor = dl.load(str(tmp_path))
+    with CompilationCounter() as first:
+        out = predictor.predict(raw)  # the dense graph fields
+    with CompilationCounter() as again:
+        predictor.predict(raw)
+    assert len(raw["y"]) == 40 and first.count == 2 and again.count == 0  # once per chunk shape
     assert out["probabilities"].shape == (len(raw["y"]), 2)
     accuracy = float(np.mean(out["labels"] == raw["y"]))
     assert accuracy == evaluate(str(tmp_path), figures=False)["accuracy"]
