@@ -175,8 +175,10 @@ def test_exported_model_runs_with_jax_alone_as_readme_says(digits_run, tmp_path)
 
     workdir, inputs, raw = digits_run
     model = str(tmp_path / "model.jax")
-    proc = run_binary("experiments.export", f"--workdir={workdir}", f"--output={model}")
-    result = _json_line(proc)
+    paths = (f"--workdir={workdir}", f"--output={model}")
+    result = _json_line(run_binary("experiments.export", *paths))
+    bad = run_binary("experiments.export", *paths, "--platforms=gpu")
+    assert bad.returncode == 2 and "--platforms must be some of cpu, cuda" in bad.stderr
     assert result["platforms"] == ["cpu", "cuda"]
     with open(tmp_path / "model.json") as f:
         description = json.load(f)
