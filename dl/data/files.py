@@ -51,32 +51,69 @@ def load_npz(path: str, cfg=None) -> Source:
     return Source(x.astype(np.float32), y, kind, num_classes, info={"file": path})
 
 
-def _csv_features(path: str, header: list, body: list, features: list, label_given) -> np.ndarray:
-    """The feature cells of a CSV body as float32 [rows, features]; errors name line and column."""
-    x = np.empty((len(body), len(features)), np.float32)
+def read_csv_rows(path: str) -> tuple[list[str], list[list[str]]]:
+    """The header and the data rows of a CSV file (training data or new inputs).
+
+    Raises:
+      ConfigError: the file is missing, or has no header row and data row.
+    """
+    check_file(path, "csv")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if len(rows) < 2:
+        raise ConfigError(f"csv file {path!r} needs a header row and at least one data row")
+    return rows[0], rows[1:]
+
+
+def csv_columns(path: str, header: list[str], body: list[list[str]], columns, hint=None):
+    """The named columns of CSV rows as numbers, float32 [rows, len(columns)], in that order.
+
+    Args:
+      path: the file, for messages.
+      header: its header row.
+      body: its data rows.
+      columns: the column names to read.
+      hint: a function of a column name that says what to do when one of its
+        cells is not a number (e.g. name it the label column), or None.
+
+    Raises:
+      ConfigError: a column is missing, a row has another number of cells than
+        the header, or a cell is not a number (naming its line and column).
+    """
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ConfigError(f"csv file {path!r} lacks the columns {missing}; its columns: {header}")
+    index = [header.index(c) for c in columns]
+    x = np.empty((len(body), len(index)), np.float32)
     for r, row in enumerate(body):
         line = r + 2  # the header is line 1
         if len(row) != len(header):
             raise ConfigError(
                 f"csv file {path!r}: line {line} has {len(row)} cells, the header {len(header)}"
             )
-        for j, i in enumerate(features):
+        for j, i in enumerate(index):
             try:
                 x[r, j] = float(row[i])
             except ValueError:
-                where = f"csv file {path!r}, line {line}, column {header[i]!r}"
-                if label_given:
-                    raise ConfigError(
-                        f"{where}: {row[i]!r} is not a number; every column but the label "
-                        f"column {label_given!r} is a feature and must be numeric"
-                    ) from None
+                advice = f" {hint(header[i])}" if hint is not None else ""
                 raise ConfigError(
-                    f"{where}: {row[i]!r} is not a number. Without dataset.label_column the "
-                    f"label is the last column ({header[-1]!r}) and the others are numeric "
-                    f"features; if {header[i]!r} holds the labels, set "
-                    f"--config.dataset.label_column={header[i]}"
+                    f"csv file {path!r}, line {line}, column {header[i]!r}: {row[i]!r} is not "
+                    f"a number.{advice}"
                 ) from None
     return x
+
+
+def _label_hint(header: list[str], label_given):
+    """What to do about a non-numeric feature cell of a training CSV."""
+    if label_given:
+        return lambda column: (
+            f"Every column but the label column {label_given!r} is a feature and must be numeric"
+        )
+    return lambda column: (
+        f"Without dataset.label_column the label is the last column ({header[-1]!r}) and the "
+        f"others are numeric features; if {column!r} holds the labels, set "
+        f"--config.dataset.label_column={column}"
+    )
 
 
 def load_csv(path: str, cfg=None) -> Source:
@@ -91,18 +128,19 @@ def load_csv(path: str, cfg=None) -> Source:
       The Source. String labels of a classification set are mapped to ids in
       sorted order (stored in info["classes"]).
     """
-    check_file(path, "csv")
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if len(rows) < 2:
-        raise ConfigError(f"csv file {path!r} needs a header row and at least one data row")
-    header, body = rows[0], rows[1:]
+    header, body = read_csv_rows(path)
     label = option(cfg, "label_column", None) or header[-1]
     if label not in header:
         raise ConfigError(f"csv file {path!r} has no column {label!r}; columns: {header}")
     col = header.index(label)
     features = [i for i in range(len(header)) if i != col]
-    x = _csv_features(path, header, body, features, option(cfg, "label_column", None))
+    x = csv_columns(
+        path,
+        header,
+        body,
+        [header[i] for i in features],
+        _label_hint(header, option(cfg, "label_column", None)),
+    )
     raw = [r[col] for r in body]
     info = {"file": path, "label_column": label, "feature_columns": [header[i] for i in features]}
     kind = option(cfg, "kind", None)
@@ -153,40 +191,72 @@ def load_image_folder(path: str, cfg=None) -> Source:
     channels = int(option(cfg, "channels", 0) or 0)
     if channels not in (0, 1, 3):
         raise ConfigError(f"dataset.channels must be 1 or 3, got {channels}")
-    images, labels, shape = [], [], None
+    files, labels = [], []
     for label, name in enumerate(classes):
         folder = os.path.join(path, name)
-        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
-        if not files:
+        found = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
+        if not found:
             raise ConfigError(
                 f"class folder {folder!r} holds no images ({', '.join(IMAGE_SUFFIXES)})"
             )
-        for f in files:
-            file = os.path.join(folder, f)
-            try:
-                with Image.open(file) as im:
-                    if not channels:
-                        channels = 1 if im.mode in ("L", "1", "I", "F") else 3
-                    im = im.convert("L" if channels == 1 else "RGB")
-                    if size:
-                        im = im.resize((size, size), Image.BILINEAR)
-                    arr = np.asarray(im, np.float32) / 255.0
-            except (UnidentifiedImageError, OSError) as e:
-                raise ConfigError(f"cannot read image {file!r}: {e}") from e
-            arr = arr.reshape(arr.shape[0], arr.shape[1], channels)
-            if shape is None:
-                shape = arr.shape
-            elif arr.shape != shape:
-                raise ConfigError(
-                    f"image {file!r} has shape {arr.shape}, the others {shape}; "
-                    "set dataset.image_size to resize them all"
-                )
-            images.append(arr)
-            labels.append(label)
-    return Source(
-        np.stack(images),
-        np.asarray(labels, np.int32),
-        "classification",
-        len(classes),
-        info={"folder": path, "classes": classes},
-    )
+        files += [os.path.join(folder, f) for f in found]
+        labels += [label] * len(found)
+    x, channels = read_images(files, size, channels)
+    info = {"folder": path, "classes": classes, "channels": channels}
+    if size:  # new images of any size are resized as these were (dl.data.Preprocessing)
+        info.update(image_size=size, resize={"method": "pil_bilinear", "size": size})
+    return Source(x, np.asarray(labels, np.int32), "classification", len(classes), info=info)
+
+
+def read_images(files: list[str], size: int = 0, channels: int = 0) -> tuple[np.ndarray, int]:
+    """Image files as one array, read with Pillow (training data or new inputs).
+
+    Args:
+      files: the image files.
+      size: resize each to size x size (bilinear), or 0 to keep their size,
+        which must then be the same for all.
+      channels: 1 (grayscale) or 3 (RGB); 0: the first image decides.
+
+    Returns:
+      (x [images, H, W, channels] float32 in [0, 1], channels).
+
+    Raises:
+      ConfigError: an unreadable image, or images of different sizes.
+    """
+    images, shape = [], None
+    for file in files:
+        try:
+            with Image.open(file) as im:
+                if not channels:
+                    channels = 1 if im.mode in ("L", "1", "I", "F") else 3
+                im = im.convert("L" if channels == 1 else "RGB")
+                if size:
+                    im = im.resize((size, size), Image.BILINEAR)
+                arr = np.asarray(im, np.float32) / 255.0
+        except (UnidentifiedImageError, OSError) as e:
+            raise ConfigError(f"cannot read image {file!r}: {e}") from e
+        arr = arr.reshape(arr.shape[0], arr.shape[1], channels)
+        if shape is None:
+            shape = arr.shape
+        elif arr.shape != shape:
+            raise ConfigError(
+                f"image {file!r} has shape {arr.shape}, the others {shape}; "
+                "set dataset.image_size to resize them all"
+            )
+        images.append(arr)
+    return np.stack(images), channels
+
+
+def resize_pixels(x: np.ndarray, size: int) -> np.ndarray:
+    """Images [n, H, W, C] in [0, 1] resized as `read_images` resizes files (Pillow, bilinear).
+
+    Pixels are rounded to 8 bits first, as an image file holds them, so an
+    image read at its own size and resized here equals the image read at `size`.
+    """
+    out = []
+    for image in np.asarray(x, np.float32):
+        pixels = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+        im = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)  # L or RGB
+        arr = np.asarray(im.resize((size, size), Image.BILINEAR), np.float32) / 255.0
+        out.append(arr.reshape(size, size, pixels.shape[-1]))
+    return np.stack(out)

@@ -89,6 +89,49 @@ def make_dataset(source: Source, name: str, cfg) -> Dataset:
     Returns:
       The Dataset.
     """
+    idx = source_split_indices(source, name, cfg)
+    _check_values(source, name)
+    splits = _split(source, idx)
+    info = dict(source.info)
+    info["sizes"] = {s: int(len(i)) for s, i in idx.items()}
+    how = cfg.get("standardize", "feature")
+    how = {True: "feature", False: "none"}.get(how, how)
+    x_mean, x_std = _standardize(splits, info, how)
+    y_mean = y_std = None
+    if source.kind == "regression" and cfg.get("standardize_targets", True):
+        y_mean, y_std = fit_targets(splits["train"]["y"])
+        for s in splits.values():
+            s["y"] = ((s["y"] - y_mean) / y_std).astype(np.float32)
+        info["target_scale"] = {"mean": y_mean.tolist(), "std": y_std.tolist()}
+    prep = Preprocessing(
+        x_mean,
+        x_std,
+        y_mean,
+        y_std,
+        input_shape=tuple(int(d) for d in source.x.shape[1:]),
+        info={
+            "standardize": how,
+            "kind": source.kind,
+            "dataset": name,
+            "num_classes": source.num_classes,
+            # What the model and the task are built for, without the data.
+            "fields": {
+                k: {"shape": list(v.shape[1:]), "dtype": str(v.dtype)}
+                for k, v in splits["train"].items()
+            },
+            **_prepared_facts(info),
+        },
+    )
+    return Dataset(name, splits, source.kind, source.num_classes, info, prep)
+
+
+def source_split_indices(source: Source, name: str, cfg) -> dict[str, np.ndarray]:
+    """The example indices of each split of a Source, as `make_dataset` splits it.
+
+    Raises:
+      ConfigError: no examples, an empty training split, or a field whose
+        number of examples differs from x's.
+    """
     n = len(source.y)
     if n == 0:
         raise ConfigError(f"dataset {name!r} has no examples")
@@ -111,31 +154,36 @@ def make_dataset(source: Source, name: str, cfg) -> Dataset:
             raise ConfigError(
                 f"dataset {name!r}: field {key!r} has {len(value)} examples, x has {n}"
             )
-    _check_values(source, name)
-    splits = {
+    return idx
+
+
+def _split(source: Source, idx: dict) -> dict[str, dict[str, np.ndarray]]:
+    return {
         s: {"x": source.x[i], "y": source.y[i], **{k: v[i] for k, v in source.extra.items()}}
         for s, i in idx.items()
     }
-    info = dict(source.info)
-    info["sizes"] = {s: int(len(i)) for s, i in idx.items()}
-    how = cfg.get("standardize", "feature")
-    how = {True: "feature", False: "none"}.get(how, how)
-    x_mean, x_std = _standardize(splits, info, how)
-    y_mean = y_std = None
-    if source.kind == "regression" and cfg.get("standardize_targets", True):
-        y_mean, y_std = fit_targets(splits["train"]["y"])
-        for s in splits.values():
-            s["y"] = ((s["y"] - y_mean) / y_std).astype(np.float32)
-        info["target_scale"] = {"mean": y_mean.tolist(), "std": y_std.tolist()}
-    prep = Preprocessing(
-        x_mean,
-        x_std,
-        y_mean,
-        y_std,
-        input_shape=tuple(int(d) for d in source.x.shape[1:]),
-        info={"standardize": how, "kind": source.kind, **_prepared_facts(info)},
-    )
-    return Dataset(name, splits, source.kind, source.num_classes, info, prep)
+
+
+def raw_splits(cfg, source=None) -> dict[str, dict[str, np.ndarray]]:
+    """The splits of a config's dataset before standardization: raw inputs, targets in data units.
+
+    The same examples as `load_dataset(cfg)`'s splits, in the same order, as
+    the source gives them (a loader's own resizing done, nothing fitted).
+
+    Args:
+      cfg: the `dataset` field of an experiment config.
+      source: as for `load_dataset`.
+
+    Returns:
+      split -> field -> array [examples, ...].
+
+    >>> from dl.config import base_config
+    >>> raw = raw_splits(base_config().dataset)
+    >>> raw["test"]["x"].shape, float(raw["test"]["x"].max())
+    ((359, 8, 8, 1), 16.0)
+    """
+    src = load_source(cfg, source)
+    return _split(src, source_split_indices(src, cfg.name, cfg))
 
 
 def _check_values(source: Source, name: str) -> None:
@@ -164,6 +212,7 @@ PREPARED_FACTS = (
     "label_column",
     "image_size",
     "channels",
+    "resize",
 )
 
 

@@ -33,6 +33,9 @@ class Task:
         """Width of the model's output per example that this task expects."""
         raise NotImplementedError
 
+    # The fields of a batch that `infer` reads: what new examples must give.
+    input_fields: tuple[str, ...] = ("x",)
+
     def inputs(self, batch) -> tuple:
         """Positional model inputs taken from a batch."""
         return (batch["x"],)
@@ -60,6 +63,47 @@ class Task:
     def predict(self, outputs):
         """Maps raw outputs to predictions (probabilities, labels or values)."""
         return outputs
+
+    def prediction(self, outputs, batch) -> dict:
+        """What the task predicts for new examples from the model's outputs (jit-traced).
+
+        Args:
+          outputs: the model's raw outputs [batch, ...].
+          batch: the examples' input fields.
+
+        Returns:
+          field -> array [batch, ...] (probabilities and labels, values in the
+          data's units, boxes, ...); by default the raw outputs.
+        """
+        return {"outputs": outputs}
+
+    def infer(self, model, variables, batch) -> dict:
+        """Predictions for a batch of new examples: the model in inference mode, then `prediction`.
+
+        Jit-traced; a task whose predictions are not one forward pass (free-running
+        decoding) overrides it.
+
+        Args:
+          model: the flax module.
+          variables: its variables (params and mutable collections).
+          batch: the fields of `input_fields`, prepared as training prepared its data.
+
+        Returns:
+          `prediction`'s fields.
+        """
+        outputs = model.apply(variables, *self.inputs(batch), train=False)
+        return self.prediction(outputs, batch)
+
+    def describe(self, predictions: dict) -> dict:
+        """Host-side fields added to numeric predictions (class names, decoded text).
+
+        Args:
+          predictions: `infer`'s fields as numpy arrays [examples, ...].
+
+        Returns:
+          The predictions, with names or strings added where the data has them.
+        """
+        return predictions
 
     # Metrics that are not means over examples (mean average precision, a
     # confusion matrix) are computed on the host from per-example
@@ -136,6 +180,14 @@ def confusion_figures(
     )
     figs.save_confusion(cm, stem, class_names, f"{split} confusion matrix")
     return [stem + ".json", stem + ".png"]
+
+
+def named(predictions: dict, class_names, labels_field: str = "labels") -> dict:
+    """Predictions with `classes`, the class name of each label ("" where the label is -1)."""
+    if not class_names:
+        return predictions
+    names = np.asarray([str(n) for n in class_names] + [""])
+    return {**predictions, "classes": names[np.asarray(predictions[labels_field])]}
 
 
 class ConfusionFigures:

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from dl.errors import ConfigError
-from dl.tasks.base import Task, confusion_figures
+from dl.tasks.base import Task, confusion_figures, named
 from dl.tasks.supervised import Classification
 
 GRAPH_INPUTS = ("x", "senders", "receivers", "n_node", "n_edge")
@@ -51,6 +51,7 @@ class GraphClassification(Classification):
     """
 
     name = "graph_classification"
+    input_fields = GRAPH_INPUTS
 
     def __init__(self, dataset):
         super().__init__(dataset)
@@ -78,6 +79,7 @@ class NodeClassification(Task):
 
     name = "node_classification"
     metric_directions = {"loss": "min", "accuracy": "max"}
+    input_fields = GRAPH_INPUTS
 
     def __init__(self, dataset):
         super().__init__(dataset)
@@ -145,6 +147,17 @@ class NodeClassification(Task):
     def node_labels(self, outputs):
         """Predicted class id of every node slot [batch, max_nodes]."""
         return jnp.argmax(outputs, axis=-1)
+
+    def prediction(self, outputs, batch) -> dict:
+        """probabilities [batch, max_nodes, classes] and labels [batch, max_nodes] of every
+        node; labels are -1 in padding slots (slot >= n_node)."""
+        real = jnp.arange(outputs.shape[1])[None, :] < batch["n_node"][:, None]
+        labels = jnp.where(real, self.node_labels(outputs), -1)
+        return {"probabilities": self.predict(outputs), "labels": labels.astype(jnp.int32)}
+
+    def describe(self, predictions: dict) -> dict:
+        """Adds `classes`, each node's predicted class name ("" in padding slots)."""
+        return named(predictions, self.dataset.info.get("classes"))
 
     def figures(self, outputs, predictions, data, split, directory):
         """The confusion matrix over the nodes the split counts (its label_mask)."""

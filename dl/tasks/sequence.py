@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from dl.data.sequences import check_ids
-from dl.data.vocabulary import PAD
+from dl.data.vocabulary import PAD, Vocabulary
 from dl.errors import ConfigError
+from dl.models.seq2seq_decode import greedy_decode
 from dl.tasks.base import Task, ones
 from dl.tasks.supervised import Regression
 
@@ -117,6 +119,34 @@ class Sequence(Task):
 
     def predict(self, outputs):
         return jnp.argmax(outputs, axis=-1)
+
+    def infer(self, model, variables, batch) -> dict:
+        """Seq2seq: greedy free-running decoding of the sources x [batch, S], as
+        `experiments.decode` decodes (tokens [batch, T]: the target, EOS, then PAD).
+        Char-LM: the next token after each prompt x [batch, L] (padded at the end
+        with PAD): probabilities [batch, vocab] and next_token [batch]."""
+        if not self.seq2seq:
+            return super().infer(model, variables, batch)
+        length = self.dataset.splits["train"]["y"].shape[1]
+        return {"tokens": greedy_decode(model, variables, batch["x"], max_len=length)}
+
+    def prediction(self, outputs, batch) -> dict:
+        """Char-LM: the distribution of the token after each prompt's last token."""
+        last = jnp.maximum(jnp.sum(batch["x"] != PAD, axis=1) - 1, 0)  # [batch]
+        logits = jnp.take_along_axis(outputs, last[:, None, None], axis=1)[:, 0]  # [batch, vocab]
+        return {
+            "probabilities": jax.nn.softmax(logits.astype(jnp.float32), axis=-1),
+            "next_token": jnp.argmax(logits, axis=-1).astype(jnp.int32),
+        }
+
+    def describe(self, predictions: dict) -> dict:
+        """Adds the decoded text: `sequences` (seq2seq targets) or `next` (char-LM symbols)."""
+        info = self.dataset.info
+        if "tokens" in predictions:
+            texts = Vocabulary(info["tgt_vocab"]).decode_batch(predictions["tokens"])
+            return {**predictions, "sequences": np.asarray(texts)}
+        itos = np.asarray(info["vocab"])
+        return {**predictions, "next": itos[np.asarray(predictions["next_token"])]}
 
 
 class Forecast(Regression):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import optax
 
 from dl.errors import ConfigError
-from dl.tasks.base import ConfusionFigures, Task, ones
+from dl.tasks.base import ConfusionFigures, Task, named, ones
 
 
 class Classification(ConfusionFigures, Task):
@@ -47,6 +47,14 @@ class Classification(ConfusionFigures, Task):
         """Predicted class ids."""
         return jnp.argmax(outputs, axis=-1)
 
+    def prediction(self, outputs, batch) -> dict:
+        """probabilities [batch, classes] (softmax) and labels [batch] (class ids)."""
+        return {"probabilities": self.predict(outputs), "labels": self.labels(outputs)}
+
+    def describe(self, predictions: dict) -> dict:
+        """Adds `classes`, the predicted class names, where the data names its classes."""
+        return named(predictions, self.dataset.info.get("classes"))
+
 
 class BinaryClassification(ConfusionFigures, Task):
     """Two classes, one sigmoid unit: binary cross-entropy on the logit; accuracy."""
@@ -85,6 +93,15 @@ class BinaryClassification(ConfusionFigures, Task):
         """Predicted class ids (0 or 1)."""
         return (outputs[..., 0] > 0).astype(jnp.int32)
 
+    def prediction(self, outputs, batch) -> dict:
+        """probabilities [batch] (of class 1, by the sigmoid) and labels [batch] (0 or 1)."""
+        probabilities = jax.nn.sigmoid(self._logit(outputs))
+        return {"probabilities": probabilities, "labels": self.labels(outputs)}
+
+    def describe(self, predictions: dict) -> dict:
+        """Adds `classes`, the predicted class names, where the data names its classes."""
+        return named(predictions, self.dataset.info.get("classes"))
+
 
 class PerceptronCriterion(BinaryClassification):
     """Rosenblatt's perceptron learning rule, as gradient descent.
@@ -113,6 +130,14 @@ class PerceptronCriterion(BinaryClassification):
     def predict(self, outputs):
         return (outputs >= 0).astype(jnp.float32)
 
+    def labels(self, outputs):
+        """The unit's output step(z): 1 for z >= 0, else 0."""
+        return (outputs[..., 0] >= 0).astype(jnp.int32)
+
+    def prediction(self, outputs, batch) -> dict:
+        """labels [batch]: the unit's output step(z) (a perceptron gives no probabilities)."""
+        return {"labels": self.labels(outputs)}
+
 
 class Regression(Task):
     """Least squares: MSE loss on standardized targets; MSE and MAE in data units."""
@@ -127,8 +152,9 @@ class Regression(Task):
                 f"task 'regression' needs continuous targets, but dataset "
                 f"{dataset.name!r} is a {dataset.kind} set; use 'classification'"
             )
-        scale = dataset.info.get("target_scale", {"std": 1.0})
+        scale = dataset.info.get("target_scale", {"mean": 0.0, "std": 1.0})
         self._std = jnp.asarray(scale["std"], jnp.float32)
+        self._mean = jnp.asarray(scale["mean"], jnp.float32)
 
     def num_outputs(self) -> int:
         return self.dataset.target_dim
@@ -148,3 +174,10 @@ class Regression(Task):
             "mse": (jnp.mean(err**2, axis=-1), ones(batch)),
             "mae": (jnp.mean(jnp.abs(err), axis=-1), ones(batch)),
         }
+
+    def prediction(self, outputs, batch) -> dict:
+        """values: the predicted targets in the data's units, [batch, *target shape]."""
+        shape = self.dataset.splits["train"]["y"].shape[1:]
+        flat = outputs.astype(jnp.float32).reshape(outputs.shape[0], -1)  # [batch, outputs]
+        values = flat * self._std.reshape(-1) + self._mean.reshape(-1)
+        return {"values": values.reshape(outputs.shape[0], *shape)}

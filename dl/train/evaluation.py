@@ -74,20 +74,38 @@ def restore_run(
       CheckpointError: no checkpoint could be restored.
     """
     config = read_run_config(workdir)
-    if checkpoint not in ("latest", "best") and not str(checkpoint).isdigit():
-        raise ConfigError(
-            f"--checkpoint must be 'latest', 'best' or a step number, got {checkpoint!r}"
-        )
+    check_checkpoint(checkpoint)
     if dataset_fields:
         with config.unlocked():
             config.dataset.update(dict(dataset_fields))
     exp = build(config, model=model, dataset=dataset, task=task)
+    state, step = restore_checkpoint(workdir, exp, checkpoint)
+    return config, exp, state, step
+
+
+def check_checkpoint(checkpoint) -> None:
+    """Refuses a checkpoint that is not "latest", "best" or a step number."""
+    if checkpoint not in ("latest", "best") and not str(checkpoint).isdigit():
+        raise ConfigError(
+            f"--checkpoint must be 'latest', 'best' or a step number, got {checkpoint!r}"
+        )
+
+
+def restore_checkpoint(workdir: str, exp, checkpoint="latest"):
+    """Restores a checkpoint of `workdir` into an experiment's state (read-only).
+
+    Returns:
+      (state, step).
+
+    Raises:
+      CheckpointError: no checkpoint could be restored.
+    """
     restored = Checkpoints(workdir, read_only=True).restore(exp.abstract_state(), checkpoint)
     if restored is None:
         where = "best" if checkpoint == "best" else "checkpoints"
         raise CheckpointError(f"no checkpoint in {os.path.join(workdir, where)}")
     state, _, step = restored
-    return config, exp, state, step
+    return state, step
 
 
 def evaluate(

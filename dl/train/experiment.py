@@ -162,7 +162,23 @@ def build(config, *, model=None, dataset=None, task=None) -> Experiment:
     ('digits', 'classification', 10)
     """
     check_intervals(config)
-    data = load_dataset(config.dataset, dataset)
+    return assemble(config, load_dataset(config.dataset, dataset), model=model, task=task)
+
+
+def assemble(config, data: Dataset, *, model=None, task=None) -> Experiment:
+    """Builds the experiment of a config on a dataset already loaded (`build`'s second half).
+
+    `dl.load` assembles a run's experiment on a stand-in of its dataset
+    rebuilt from the saved preprocessing, without loading the data.
+
+    Args:
+      config: the experiment config.
+      data: the Dataset (or a stand-in with the training split's field shapes).
+      model, task: as for `build`.
+
+    Returns:
+      The Experiment.
+    """
     task_ = make_task(config.task, data, task)
     model_ = build_model(config.model, task_.num_outputs(), dtype=config.get("dtype"), model=model)
     problem = task_.check_model(model_)  # e.g. vocabulary sizes against the data

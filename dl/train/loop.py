@@ -21,6 +21,7 @@ import optax
 from absl import logging
 
 import dl.train.actions as A
+from dl.data.preprocessing import FILE as PREPROCESSING_FILE
 from dl.errors import ConfigError, NonFiniteError
 from dl.reporting import (
     MetricWriter,
@@ -193,6 +194,7 @@ class Loop:
         self.policy = config.get("nonfinite", {}).get("policy", "stop")
         self.stop_reason: str | None = None
         self.window, self.pending, self._synced = TrainWindow(), [], True
+        self._preprocessing_saved = False
 
     @property
     def step(self) -> int:
@@ -316,8 +318,19 @@ class Loop:
             raise NonFiniteError(
                 f"step {self.step}: the state holds non-finite values; not saving it"
             )
+        self._save_preprocessing()
         self.ckpts.save(self.step, state, self.meta(), kind)
         self.emit("on_checkpoint", kind)
+
+    def _save_preprocessing(self) -> None:
+        """Writes WORKDIR/preprocessing.npz once, before the run's first checkpoint (lead only).
+
+        `dl.load` prepares new inputs with it, without loading the dataset.
+        """
+        path = os.path.join(self.workdir, PREPROCESSING_FILE)
+        if is_lead() and not self._preprocessing_saved and not os.path.exists(path):
+            self.exp.dataset.preprocessing.save(path)
+        self._preprocessing_saved = True
 
     def _stop_nonfinite(self, bad: dict, reason: str = "") -> None:
         self.writer.write(

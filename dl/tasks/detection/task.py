@@ -180,6 +180,12 @@ class Detection(Task):
             "valid": det.valid,
         }
 
+    def prediction(self, outputs, batch) -> dict:
+        """The detections after NMS, as `predictions`: boxes [batch, K, 4] (normalized
+        x_min, y_min, x_max, y_max), scores [batch, K], classes [batch, K] (-1 in empty
+        slots) and valid [batch, K]."""
+        return self.predictions(outputs, batch)
+
     def host_metrics(self, predictions: dict, split: dict) -> dict[str, float]:
         mean, ap = mean_average_precision(
             predictions["boxes"],
