@@ -52,13 +52,17 @@ def resnet18_shapes(num_classes: int = 1000) -> dict[str, tuple[int, ...]]:
 
 def random_state_dict(shapes, seed=0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {
+    out = {
         k: np.asarray(7, np.int64)
         if k.endswith("num_batches_tracked")
         # float32, not float64: what torch.save(model.state_dict()) holds
         else rng.standard_normal(s).astype(np.float32)
         for k, s in shapes.items()
     }
+    for k in out:
+        if k.endswith("running_var"):  # a variance: positive, or batch norm divides by NaN
+            out[k] = np.abs(out[k]) + 0.5
+    return out
 
 
 def save_safetensors(tensors, path) -> str:
@@ -138,6 +142,18 @@ def test_resnet18_without_torch_fills_every_variable(tmp_path):
     assert prep.info["standardize"] == "imagenet" and prep.info["num_classes"] == 1000
     np.testing.assert_allclose(prep.x_mean, [0.485, 0.456, 0.406])
     np.testing.assert_allclose(prep.x_std, [0.229, 0.224, 0.225])
+
+    # dl.load takes raw RGB images in [0, 1] and normalizes them as torchvision does.
+    import dl
+
+    raw = np.random.default_rng(1).uniform(size=(2, 224, 224, 3)).astype(np.float32)
+    variables = {"params": state.params, **state.model_state}
+    expected = exp.model.apply(variables, (raw - prep.x_mean) / prep.x_std, train=False)
+    predictor = dl.load(str(output))
+    got = np.asarray(predictor.apply(raw))
+    # Unscaled random weights give huge logits: compare relative to their size.
+    assert np.max(np.abs(got - expected)) <= 1e-5 * np.max(np.abs(expected))
+    assert predictor.predict(raw)["labels"].shape == (2,)
 
     before = sorted(os.listdir(output))
     again = import_weights("torchvision", "resnet18", file, str(output))  # nothing to do

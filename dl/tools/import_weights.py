@@ -265,7 +265,13 @@ def _write(output: str, config, state: TrainState, record: dict) -> None:
             info={
                 "kind": "classification",
                 "standardize": "imagenet",
+                "dataset": f"{record['format']}:{record['arch']}",
                 "num_classes": record["classes"],
+                # What dl.load builds the model and the task for, without data.
+                "fields": {
+                    "x": {"shape": list(INPUT_SHAPE), "dtype": "float32"},
+                    "y": {"shape": [], "dtype": "int32"},
+                },
                 "input_range": "RGB in [0, 1]",
                 "source": f"{record['format']} {record['arch']}",
             },
