@@ -26,8 +26,10 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from dl.errors import ConfigError
+from dl.train import checksums, restore_noise
 
 LATEST, BEST = "checkpoints", "best"
+_WARNED: set = set()  # (directory, name) of non-step directories already warned about
 
 
 class CheckpointError(RuntimeError):
@@ -57,7 +59,7 @@ def _manager(directory: str, keep: int, kind: str) -> ocp.CheckpointManager:
         cleanup_tmp_directories=True,
         multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=kind),
     )
-    return _Manager(directory, options=options, item_names=("state", "meta"))
+    return _Manager(directory, options=options, item_names=("state", "meta", checksums.ITEM))
 
 
 class Checkpoints:
@@ -96,16 +98,30 @@ class Checkpoints:
         path = self._path(kind)
         if not os.path.isdir(path):
             return []
-        return sorted(
-            int(d) for d in os.listdir(path) if d.isdigit() and os.path.isdir(os.path.join(path, d))
-        )
+        steps = []
+        for d in os.listdir(path):
+            if not (d.isdigit() and os.path.isdir(os.path.join(path, d))):
+                continue
+            if d != str(int(d)):
+                if (path, d) not in _WARNED:
+                    _WARNED.add((path, d))
+                    logging.warning(
+                        "%s is not a checkpoint step (steps are named %s): left alone",
+                        os.path.join(path, d),
+                        int(d),
+                    )
+                continue
+            steps.append(int(d))
+        return sorted(steps)
 
     def save(self, step: int, state, meta: dict, kind: str = LATEST) -> None:
         """Starts writing `state` at `step` (asynchronously); `wait` to finish."""
         self._managers[kind].save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+                state=ocp.args.StandardSave(state),
+                meta=ocp.args.JsonSave(meta),
+                **{checksums.ITEM: checksums.compute(state, meta)},
             ),
             force=True,
         )
@@ -122,9 +138,17 @@ class Checkpoints:
     def read_meta(self, step: int, kind: str = LATEST) -> dict:
         """The JSON item of a checkpoint: its config and the loop's counters."""
         path = os.path.join(self._path(kind), str(step))
-        return self._reader.restore(path, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
-            "meta"
-        ]
+        items = {"meta": ocp.args.JsonRestore()}
+        verified = os.path.isdir(os.path.join(path, checksums.ITEM))
+        if verified:
+            items[checksums.ITEM] = checksums.ChecksumRestore()
+        restored = self._reader.restore(path, args=ocp.args.Composite(**items))
+        if (
+            verified
+            and checksums.meta_crc(restored["meta"]) != restored[checksums.ITEM]["meta_crc"]
+        ):
+            raise checksums.ChecksumMismatch(f"{path}: the metadata differs from what was written")
+        return restored["meta"]
 
     def restore(self, abstract_state, which: str | int = "latest"):
         """Restores a checkpoint into the structure of `abstract_state`.
@@ -171,16 +195,11 @@ class Checkpoints:
             if abstract_state is not None:
                 _check_fits(abstract_state, path)
             try:
-                restored = self._reader.restore(
-                    path,
-                    args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(abstract_state),
-                        meta=ocp.args.JsonRestore(),
-                    ),
-                )
+                restored = self._restore_step(path, abstract_state)
             except Exception as e:  # noqa: BLE001 -- any unreadable step is skipped, and said
-                message = str(e).splitlines()[0] if str(e) else type(e).__name__
-                failed[step] = (message, listed)
+                restore_noise.quiet()
+                logging.debug("reading %s failed:", path, exc_info=True)
+                failed[step] = (restore_noise.summary(e), listed)
                 continue
             unreadable = self._report(failed, kind)
             if unreadable:
@@ -197,6 +216,32 @@ class Checkpoints:
                 "was deleted while being read, by the run writing this workdir; try again"
             )
         raise CheckpointError("no readable checkpoint; tried:\n  " + "\n  ".join(unreadable))
+
+    def _restore_step(self, path: str, abstract_state) -> dict:
+        """One step's state and meta, its content verified against its checksums.
+
+        Raises:
+          ChecksumMismatch: a leaf or the metadata differs from what was written,
+            or the state holds non-finite values.
+        """
+        verified = os.path.isdir(os.path.join(path, checksums.ITEM))
+        items = {
+            "state": ocp.args.StandardRestore(abstract_state),
+            "meta": ocp.args.JsonRestore(),
+        }
+        if verified:
+            items[checksums.ITEM] = checksums.ChecksumRestore()
+        restored = self._reader.restore(path, args=ocp.args.Composite(**items))
+        if verified:
+            checksums.verify(restored["state"], restored["meta"], restored[checksums.ITEM])
+        else:
+            checksums.check_finite(restored["state"])
+            logging.warning(
+                "%s has no checksums (written before dl recorded them): its content is not "
+                "verified",
+                path,
+            )
+        return restored
 
     def _report(self, failed: dict[int, tuple[str, list[int]]], kind: str) -> list[str]:
         """Logs the steps that failed to restore; returns 'path: reason' of the unreadable ones.
@@ -273,16 +318,6 @@ def _check_fits(abstract_state, path: str) -> None:
         )
 
 
-def _leaf_name(path) -> str:
-    parts = []
-    for key in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(key, attr):
-                parts.append(str(getattr(key, attr)))
-                break
-    return "/".join(parts)
-
-
 def _shape_differences(abstract_state, state_dir: str) -> list[str]:
     """Leaves whose shape or presence differ between a saved state and the expected one.
 
@@ -299,13 +334,13 @@ def _shape_differences(abstract_state, state_dir: str) -> list[str]:
         logging.set_verbosity(verbosity)
     saved = getattr(saved, "item_metadata", saved)
     have = {
-        _leaf_name(p): tuple(getattr(x, "shape", ()))
+        checksums.leaf_name(p): tuple(getattr(x, "shape", ()))
         for p, x in jax.tree_util.tree_leaves_with_path(saved)
     }
     if not have:
         return []  # metadata lost with the arrays: an unreadable step, not a mismatch
     want = {
-        _leaf_name(p): tuple(x.shape)
+        checksums.leaf_name(p): tuple(x.shape)
         for p, x in jax.tree_util.tree_leaves_with_path(abstract_state)
     }
     out = []

@@ -1,0 +1,187 @@
+"""Checkpoint content verified on restore: real bit flips in real orbax files."""
+
+import io
+import json
+import logging
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import config_path, load_config, run_binary
+from dl.train import CheckpointError, Checkpoints, build, train
+from dl.train.checkpoint import abstract
+
+
+def digits_config(steps=40):
+    c = load_config("mlp_digits")
+    c.num_train_steps, c.checkpoint_every_steps, c.keep_checkpoints = steps, 20, 3
+    c.log_every_steps = c.eval_every_steps = 20
+    return c
+
+
+def array_files(step_dir):
+    """The files of a step that hold array bytes (the b-tree and manifests are small)."""
+    out = []
+    for root, _, files in os.walk(os.path.join(step_dir, "state")):
+        for f in files:
+            path = os.path.join(root, f)
+            if os.sep + "d" + os.sep in path + os.sep and os.path.getsize(path) > 4096:
+                out.append(path)
+    assert out, f"no array data under {step_dir}"
+    return out
+
+
+def flip(path, offset, bit):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ (1 << bit)]))
+
+
+def same(a, b):
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    return len(la) == len(lb) and all(
+        np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb, strict=True)
+    )
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("digits"))
+    c = digits_config()
+    train(c, workdir, stream=io.StringIO())
+    return c, workdir
+
+
+def test_twenty_single_bit_flips_are_each_detected_and_fall_back(digits_run, caplog):
+    c, workdir = digits_run
+    ab = build(c).abstract_state()
+    reference = Checkpoints(workdir, read_only=True).restore(ab, 20)[0]
+    files = array_files(os.path.join(workdir, "checkpoints", "40"))
+    sizes = [os.path.getsize(f) for f in files]
+    rng = np.random.default_rng(16)
+    named = 0
+    for _ in range(20):
+        k = int(rng.integers(sum(sizes)))
+        i = 0
+        while k >= sizes[i]:
+            k -= sizes[i]
+            i += 1
+        bit = int(rng.integers(8))
+        flip(files[i], k, bit)
+        try:
+            caplog.clear()
+            with caplog.at_level(logging.ERROR, logger="absl"):
+                state, _, step = Checkpoints(workdir, read_only=True).restore(ab)
+        finally:
+            flip(files[i], k, bit)  # restore the byte
+        assert step == 20, f"a flip of bit {bit} at byte {k} of {files[i]} was not detected"
+        assert same(state, reference)
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and "checkpoint step 40" in errors[0], errors
+        named += "leaf " in errors[0] and "differs from what was written" in errors[0]
+    assert named >= 15  # array bytes are stored raw: nearly every flip changes a leaf
+    assert Checkpoints(workdir, read_only=True).restore(ab)[2] == 40  # all bytes back
+
+
+def test_a_flipped_bit_is_reported_by_evaluate_and_moved_aside_by_train(tmp_path):
+    args = [
+        f"--config={config_path('mlp_digits')}",
+        "--config.num_train_steps=60",
+        "--config.checkpoint_every_steps=20",
+        "--config.log_every_steps=20",
+        "--config.eval_every_steps=20",
+    ]
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    for workdir in (straight, run):
+        assert run_binary("experiments.train", *args, f"--workdir={workdir}").returncode == 0
+    data = array_files(run / "checkpoints" / "60")[0]
+    flip(data, os.path.getsize(data) // 2, 3)
+
+    proc = run_binary("experiments.evaluate", f"--workdir={run}", "--figures=false")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["step"] == 40
+    assert "Traceback" not in proc.stderr and "Event loop is closed" not in proc.stderr
+    bad = [line for line in proc.stderr.splitlines() if "cannot be read" in line]
+    assert len(bad) == 1 and "checkpoint step 60" in bad[0] and "leaf " in bad[0], proc.stderr
+
+    # train restores step 40, moves 60 aside and trains it again, as the straight run did.
+    proc = run_binary("experiments.train", *args, f"--workdir={run}")
+    assert proc.returncode == 0, proc.stderr
+    assert os.path.isdir(run / "unreadable" / "checkpoints-60")
+    ab = build(digits_config(60)).abstract_state()
+    a = Checkpoints(str(straight), read_only=True).restore(ab)
+    b = Checkpoints(str(run), read_only=True).restore(ab)
+    assert a[2] == b[2] == 60 and same(a[0], b[0])
+
+
+def test_a_corrupt_best_step_is_refused_with_the_leaf_named(tmp_path):
+    c = digits_config()
+    c.best_metric = "accuracy"
+    train(c, str(tmp_path), stream=io.StringIO())
+    (best_step,) = Checkpoints(str(tmp_path), read_only=True).steps("best")
+    data = array_files(tmp_path / "best" / str(best_step))[0]
+    flip(data, os.path.getsize(data) // 3, 0)
+    with pytest.raises(CheckpointError, match="leaf .* differs from what was written"):
+        Checkpoints(str(tmp_path), read_only=True).restore(build(c).abstract_state(), "best")
+    proc = run_binary(
+        "experiments.evaluate", f"--workdir={tmp_path}", "--checkpoint=best", "--figures=false"
+    )
+    assert proc.returncode == 4 and "Traceback" not in proc.stderr, proc.stderr
+    assert "no readable checkpoint" in proc.stderr
+
+
+def test_a_non_finite_state_and_changed_metadata_are_refused(tmp_path, caplog):
+    ckpts = Checkpoints(str(tmp_path), keep=5)
+    good = {"w": jnp.arange(4.0), "n": jnp.int32(3)}
+    ckpts.save(1, good, {"note": "good"})
+    ckpts.save(2, {"w": jnp.array([0.0, jnp.nan, 1.0, 2.0]), "n": jnp.int32(3)}, {"note": "nan"})
+    ckpts.save(3, good, {"note": "meta to change"})
+    ckpts.wait()
+    ckpts.close()
+    meta_file = tmp_path / "checkpoints" / "3" / "meta" / "metadata"
+    meta_file.write_text(meta_file.read_text().replace("to change", "changed!!"))
+    with caplog.at_level(logging.ERROR, logger="absl"):
+        state, meta, step = Checkpoints(str(tmp_path), read_only=True).restore(abstract(good))
+    assert step == 1 and meta == {"note": "good"} and same(state, good)
+    text = caplog.text
+    assert "checkpoint step 3" in text and "metadata" in text
+    assert "checkpoint step 2" in text and "leaf w holds non-finite values" in text
+
+
+def test_steps_written_without_checksums_restore_with_a_warning(tmp_path, caplog):
+    ckpts = Checkpoints(str(tmp_path))
+    state = {"w": jnp.arange(3.0)}
+    ckpts.save(5, state, {})
+    ckpts.wait()
+    ckpts.close()
+
+    shutil.rmtree(tmp_path / "checkpoints" / "5" / "checksums")  # as before checksums existed
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        restored, _, step = Checkpoints(str(tmp_path), read_only=True).restore(abstract(state))
+    assert step == 5 and same(restored, state)
+    assert "has no checksums" in caplog.text
+
+
+def test_a_directory_not_named_as_a_step_is_left_alone(tmp_path):
+    args = [
+        f"--config={config_path('mlp_xor')}",
+        "--config.target_metric=",
+        "--config.checkpoint_every_steps=20",
+        f"--workdir={tmp_path}",
+    ]
+    assert run_binary("experiments.train", *args, "--config.num_train_steps=40").returncode == 0
+
+    shutil.copytree(tmp_path / "checkpoints" / "40", tmp_path / "checkpoints" / "0400")
+    for steps in (60, 80):  # every re-run trains on, warns, and leaves it where it is
+        proc = run_binary("experiments.train", *args, f"--config.num_train_steps={steps}")
+        assert proc.returncode == 0, proc.stderr
+        assert "checkpoints/0400 is not a checkpoint step" in proc.stderr
+        assert json.loads(proc.stdout.split("summary ", 1)[1].splitlines()[0])["step"] == steps
+    assert os.path.isdir(tmp_path / "checkpoints" / "0400")
+    assert Checkpoints(str(tmp_path), read_only=True).steps() == [40, 60, 80]
