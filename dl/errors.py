@@ -37,3 +37,11 @@ class Preempted(RuntimeError):
             "run the same command again to resume"
         )
         self.step = step
+
+
+class WriteError(RuntimeError):
+    """A file of the workdir could not be written (disk full, I/O error).
+
+    What was saved before it is intact; the binaries exit with status 74
+    (EX_IOERR) and re-running the same command resumes.
+    """

@@ -8,8 +8,10 @@ final summary line (JSON). Running the same command again on the same workdir
 resumes from the latest checkpoint.
 
 Exit status: 0 done; 2 bad flag, config or input; 3 non-finite values
-stopped training; 4 no checkpoint could be restored; 75 preempted by SIGTERM
-after writing a checkpoint of the current step (re-run to resume).
+stopped training; 4 no checkpoint could be restored; 74 a file of the workdir
+could not be written (disk full, I/O error: what was saved before is intact);
+75 preempted by SIGTERM after writing a checkpoint of the current step (re-run
+to resume).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def main(argv):
     common.reject_positional(argv)
     config = common.load_config_flag("config")
     common.setup_jax()
-    from dl.train import CheckpointError, NonFiniteError, Preempted, train
+    from dl.train import CheckpointError, NonFiniteError, Preempted, WriteError, train
 
     try:
         summary = common.guard(lambda: train(config, FLAGS.workdir))
@@ -42,6 +44,10 @@ def main(argv):
         common.fail(str(e), common.EXIT_NO_CHECKPOINT)
     except Preempted as e:
         common.fail(str(e), common.EXIT_PREEMPTED)
+    except WriteError as e:
+        common.fail(str(e), common.EXIT_IO)
+    except OSError as e:  # a workdir file other than a checkpoint or metrics.jsonl
+        common.fail(f"cannot write {e.filename or FLAGS.workdir}: {e.strerror}", common.EXIT_IO)
     from dl.train.sharding import is_lead
 
     if is_lead():

@@ -19,7 +19,7 @@ import json
 import math
 import os
 
-from dl.errors import ConfigError
+from dl.errors import ConfigError, WriteError
 from dl.reporting.tensorboard import TensorBoardWriter
 
 RUN_FIELDS = frozenset(
@@ -86,8 +86,11 @@ class MetricWriter:
         """Appends the event `{"step": step, "split": split, **metrics}`."""
         event = {"step": int(step), "split": split}
         event.update({k: _clean(v) for k, v in metrics.items()})
-        self._file.write(json.dumps(event) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(event) + "\n")
+            self._file.flush()
+        except OSError as e:
+            raise WriteError(f"cannot write {self.path}: {e.strerror}") from e
         if self._tb is not None:
             self._tb.scalars(step, split, metrics)
 

@@ -128,8 +128,22 @@ class TensorBoardWriter:
         self._writer.file_writer.add_summary(summary, int(step))
 
     def close(self) -> None:
-        """Writes out everything pending and closes the file."""
-        self._writer.close()
+        """Writes out everything pending and closes the file.
+
+        On a full disk or an I/O error the events written so far stay as they
+        are and the writer is shut down anyway (metrics.jsonl, written
+        first, reports the error); tensorboardX would otherwise retry at exit
+        and print its traceback.
+        """
+        try:
+            self._writer.close()
+        except OSError:
+            for file_writer in (self._writer.all_writers or {}).values():
+                events = file_writer.event_writer
+                if events._worker is not None:
+                    events._worker.stop()
+                events._closed = True  # tensorboardX's exit hook then does nothing
+            self._writer.file_writer = self._writer.all_writers = None
 
     def __enter__(self):
         return self

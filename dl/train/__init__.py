@@ -1,6 +1,6 @@
 """Training: the state, the generic steps, the loop and its actions, optimizers, checkpoints."""
 
-from dl.errors import NonFiniteError, Preempted
+from dl.errors import NonFiniteError, Preempted, WriteError
 from dl.train.actions import Action
 from dl.train.checkpoint import CheckpointError, Checkpoints
 from dl.train.evaluator import Evaluator, device_arrays
@@ -16,6 +16,7 @@ __all__ = [
     "SCHEDULES",
     "Action",
     "CheckpointError",
+    "WriteError",
     "Checkpoints",
     "Evaluator",
     "Experiment",

@@ -25,8 +25,8 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from dl.errors import ConfigError
-from dl.train import checksums, restore_noise
+from dl.errors import ConfigError, WriteError
+from dl.train import checksums, orbax_noise
 
 LATEST, BEST = "checkpoints", "best"
 _WARNED: set = set()  # (directory, name) of non-step directories already warned about
@@ -87,7 +87,9 @@ class Checkpoints:
         if keep < 1:
             raise ConfigError(f"keep_checkpoints must be >= 1, got {keep}")
         self.read_only = read_only
+        orbax_noise.quiet()
         self._managers = {}
+        self._writing: dict[str, int] = {}  # kind -> the step being written
         if not read_only:
             for kind, n in ((LATEST, keep), (BEST, 1)):
                 self._managers[kind] = _manager(os.path.join(self.workdir, kind), n, kind)
@@ -115,25 +117,72 @@ class Checkpoints:
         return sorted(steps)
 
     def save(self, step: int, state, meta: dict, kind: str = LATEST) -> None:
-        """Starts writing `state` at `step` (asynchronously); `wait` to finish."""
-        self._managers[kind].save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                meta=ocp.args.JsonSave(meta),
-                **{checksums.ITEM: checksums.compute(state, meta)},
-            ),
-            force=True,
-        )
+        """Starts writing `state` at `step` (asynchronously); `wait` to finish.
+
+        Raises:
+          WriteError: this step, or the one written before, could not be
+            written (disk full, I/O error); the steps committed before are intact.
+        """
+        self.check()
+        self._writing[kind] = step
+        try:
+            self._managers[kind].save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state),
+                    meta=ocp.args.JsonSave(meta),
+                    **{checksums.ITEM: checksums.compute(state, meta)},
+                ),
+                force=True,
+            )
+        except Exception as e:
+            raise self._write_error(kind, e) from e
+
+    def check(self) -> None:
+        """Raises WriteError if a checkpoint written in the background has failed (no wait)."""
+        for kind, manager in self._managers.items():
+            if kind in self._writing and not manager.is_saving_in_progress():
+                self._finish(kind)
 
     def wait(self) -> None:
-        for manager in self._managers.values():
-            manager.wait_until_finished()
+        """Waits for the checkpoints being written; raises WriteError if one failed."""
+        for kind in self._managers:
+            self._finish(kind)
+
+    def _finish(self, kind: str) -> None:
+        try:
+            self._managers[kind].wait_until_finished()
+        except Exception as e:
+            raise self._write_error(kind, e) from e
+        self._writing.pop(kind, None)
+
+    def _write_error(self, kind: str, e: Exception) -> WriteError:
+        step = self._writing.pop(kind, None)
+        logging.debug("writing checkpoint step %s failed:", step, exc_info=e)
+        cause = orbax_noise.os_error(e) or orbax_noise.summary(e)
+        path = os.path.join(self._path(kind), str(step))
+        kept = self.steps(kind)
+        return WriteError(
+            f"checkpoint step {step} could not be written to {path}: {cause}. "
+            f"Steps kept in {self._path(kind)}: {kept}; once the cause is fixed, run the "
+            "same command again to resume"
+        )
 
     def close(self) -> None:
-        for manager in self._managers.values():
-            manager.close()
+        """Finishes the writes in flight and closes; raises the first write that failed."""
+        failure = None
+        for kind in list(self._managers):
+            try:
+                self._finish(kind)
+            except WriteError as e:
+                failure = failure or e
+            try:
+                self._managers[kind].close()
+            except Exception:  # noqa: BLE001 -- the failure was reported by _finish
+                logging.debug("closing the %s manager failed", kind, exc_info=True)
         self._reader.close()
+        if failure is not None:
+            raise failure
 
     def read_meta(self, step: int, kind: str = LATEST) -> dict:
         """The JSON item of a checkpoint: its config and the loop's counters."""
@@ -197,9 +246,9 @@ class Checkpoints:
             try:
                 restored = self._restore_step(path, abstract_state)
             except Exception as e:  # noqa: BLE001 -- any unreadable step is skipped, and said
-                restore_noise.quiet()
+                orbax_noise.quiet()
                 logging.debug("reading %s failed:", path, exc_info=True)
-                failed[step] = (restore_noise.summary(e), listed)
+                failed[step] = (orbax_noise.summary(e), listed)
                 continue
             unreadable = self._report(failed, kind)
             if unreadable:

@@ -112,10 +112,10 @@ def verify(state, meta, recorded: dict) -> None:
     for name, row in zip(names, got, strict=True):
         if name not in want:
             raise ChecksumMismatch(f"leaf {name} has no recorded checksum")
-        if not row[2]:
-            raise ChecksumMismatch(f"leaf {name} holds non-finite values")
         if [int(row[0]), int(row[1])] != want[name]:
             raise ChecksumMismatch(f"leaf {name}: content differs from what was written")
+        if not row[2]:
+            raise ChecksumMismatch(f"leaf {name} holds non-finite values")
     if meta_crc(meta) != recorded["meta_crc"]:
         raise ChecksumMismatch("the metadata (meta) differs from what was written")
 

@@ -213,6 +213,7 @@ class Loop:
         try:
             while self.step < self.total and self.stop_reason is None:
                 self.state, metrics = self.feeder(self.state)
+                self.ckpts.check()  # a checkpoint that failed in the background stops the run
                 self.pending.append(metrics)
                 self._synced = False
                 self.progress.update(self.step)
