@@ -97,6 +97,8 @@ def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_exactly(tmp_path):
     step = int(err.split("checkpoint written at step ")[1].split()[0])
     assert step in Checkpoints(work, read_only=True).steps()
     assert step % 1000 != 0 or step < 6000  # an off-schedule step, or an early one
+    if step % 500:  # the training metrics since the last log are in the checkpoint
+        assert Checkpoints(work, read_only=True).read_meta(step)["loop"]["log"]["steps"] > 0
     assert run_binary("experiments.train", *args, f"--workdir={work}").returncode == 0
     c = load_config("mlp_digits")
     c.num_train_steps = 6000
@@ -105,6 +107,20 @@ def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_exactly(tmp_path):
     b = Checkpoints(work, read_only=True).restore(exp.abstract_state())[0]
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
         assert np.array_equal(np.asarray(x), np.asarray(y))
+    # The metrics too: the train event after the resume averages the steps since the
+    # last log, the interrupted run's included (the window's sums are checkpointed).
+    assert untimed_events(work) == untimed_events(straight)
+
+
+TIMING_FIELDS = ("steps_per_second", "host_rss_mb", "compilations")
+
+
+def untimed_events(workdir):
+    """The events of a run's metrics.jsonl, without the fields that time or measure the
+    process rather than the training."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        events = [json.loads(line) for line in f]
+    return [{k: v for k, v in e.items() if k not in TIMING_FIELDS} for e in events]
 
 
 def _corrupt(step_dir):
