@@ -42,7 +42,7 @@ from dl.train.preemption import PreemptionFlag
 from dl.train.resume import check_resumable, config_to_dict
 from dl.train.sharding import is_lead, put_replicated, sync, to_host
 from dl.train.state import TrainState, param_count
-from dl.train.step import all_finite
+from dl.train.step import all_finite, nonfinite_advice
 from dl.train.window import TrainWindow
 
 
@@ -341,8 +341,8 @@ class Loop:
         raise NonFiniteError(
             f"non-finite values at training step {bad['step']} (loss={bad['loss']}, "
             f"grad_norm={bad['grad_norm']}){': ' + reason if reason else ''}; training "
-            f"stopped. Checkpoints kept in {self.workdir}: steps {self.ckpts.steps()}. Lower "
-            "optimizer.learning_rate, set grad_clip_norm, or set nonfinite.policy='skip'."
+            f"stopped. Checkpoints kept in {self.workdir}: steps {self.ckpts.steps()}. "
+            + nonfinite_advice(self.config)
         )
 
 
