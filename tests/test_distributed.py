@@ -182,6 +182,24 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resumes(tmp_
         assert np.array_equal(np.asarray(p), np.asarray(q))
 
 
+def test_every_process_of_a_run_refused_a_locked_workdir_exits_2_with_the_holder(tmp_path):
+    # Process 0 takes the lock for the run and shares the outcome: no process waits on another.
+    from dl.train.workdir_lock import WorkdirLock
+
+    lock = WorkdirLock(str(tmp_path))
+    lock.acquire()
+    try:
+        children = start_processes(tmp_path, ARGS)
+        outs = finish(children, timeout=120)
+    finally:
+        lock.release()
+    for c, (out, err) in zip(children, outs, strict=True):
+        assert c.returncode == 2, err
+        assert f"error: {tmp_path} is being trained by pid {os.getpid()} on host " in err, err
+        assert "Traceback" not in err and "compiled in" not in out
+    assert os.listdir(tmp_path) == [".lock"]
+
+
 def test_distributed_flags_go_together(tmp_path):
     proc = run_binary(
         "experiments.train",
