@@ -90,9 +90,12 @@ class WorkdirLock:
             time.sleep(0.05)
         since = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         record = {"pid": os.getpid(), "host": socket.gethostname(), "since": since}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(record).encode() + b"\n", 0)
         self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(record).encode() + b"\n", 0)
+        except OSError as e:  # held all the same; a second train is refused without names
+            logging.warning("cannot record the holder in %s: %s", self.path, e)
 
     def release(self) -> None:
         """Clears the record and gives the lock back (nothing if it is not held)."""
