@@ -24,6 +24,10 @@ def unknown_name(kind: str, name: str, known) -> ConfigError:
     return ConfigError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(sorted(known))}")
 
 
+class WorkdirBusy(ConfigError):
+    """Another `train` holds the workdir's lock; the message names its pid, host and start."""
+
+
 class NonFiniteError(RuntimeError):
     """Training met a non-finite loss or gradient and stopped."""
 

@@ -7,11 +7,12 @@ Writes checkpoints, config.json and metrics.jsonl into --workdir and prints a
 final summary line (JSON). Running the same command again on the same workdir
 resumes from the latest checkpoint.
 
-Exit status: 0 done; 2 bad flag, config or input; 3 non-finite values
-stopped training; 4 no checkpoint could be restored; 74 a file of the workdir
-could not be written (disk full, I/O error: what was saved before is intact);
-75 preempted by SIGTERM after writing a checkpoint of the current step (re-run
-to resume).
+Exit status: 0 done; 2 bad flag, config or input, or a workdir that another
+train is writing (it holds WORKDIR/.lock); 3 non-finite values stopped
+training; 4 no checkpoint could be restored; 74 a file of the workdir could not
+be written (disk full, I/O error: what was saved before is intact); 75
+preempted by SIGTERM after writing a checkpoint of the current step (re-run to
+resume).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -97,6 +98,8 @@ def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_exactly(tmp_path):
     step = int(err.split("checkpoint written at step ")[1].split()[0])
     assert step in Checkpoints(work, read_only=True).steps()
     assert step % 1000 != 0 or step < 6000  # an off-schedule step, or an early one
+    if step % 500:  # the training metrics since the last log are in the checkpoint
+        assert Checkpoints(work, read_only=True).read_meta(step)["loop"]["log"]["steps"] > 0
     assert run_binary("experiments.train", *args, f"--workdir={work}").returncode == 0
     c = load_config("mlp_digits")
     c.num_train_steps = 6000
@@ -105,6 +108,20 @@ def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_exactly(tmp_path):
     b = Checkpoints(work, read_only=True).restore(exp.abstract_state())[0]
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
         assert np.array_equal(np.asarray(x), np.asarray(y))
+    # The metrics too: the train event after the resume averages the steps since the
+    # last log, the interrupted run's included (the window's sums are checkpointed).
+    assert untimed_events(work) == untimed_events(straight)
+
+
+TIMING_FIELDS = ("steps_per_second", "host_rss_mb", "compilations")
+
+
+def untimed_events(workdir):
+    """The events of a run's metrics.jsonl, without the fields that time or measure the
+    process rather than the training."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        events = [json.loads(line) for line in f]
+    return [{k: v for k, v in e.items() if k not in TIMING_FIELDS} for e in events]
 
 
 def _corrupt(step_dir):
@@ -306,3 +323,141 @@ def test_evaluate_while_training_writes_reads_committed_steps_and_changes_nothin
     changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
     assert changed, "evaluate wrote nothing"
     assert all(p.startswith(("eval_test.", "confusion_test.")) for p in changed), changed
+
+
+def _holder(workdir):
+    """The holder recorded in a workdir's lock file, or None."""
+    try:
+        with open(os.path.join(workdir, ".lock")) as f:
+            return json.loads(f.read() or "null")
+    except (OSError, ValueError):
+        return None
+
+
+def _start_training(args, workdir, log):
+    with open(log, "w") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "experiments.train", *args, f"--workdir={workdir}"],
+            cwd=ROOT,
+            env=dict(os.environ, JAX_PLATFORMS="cpu"),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+
+
+def test_a_second_train_of_a_locked_workdir_exits_2_and_changes_nothing(tmp_path):
+    args = [
+        f"--config={config_path('mlp_digits')}",
+        "--config.num_train_steps=2000",
+        "--config.checkpoint_every_steps=500",
+    ]
+    work, alone = tmp_path / "run", tmp_path / "alone"  # alone: the same run, by itself
+    trainer = _start_training(args, work, tmp_path / "run.err")
+    reference = _start_training(args, alone, tmp_path / "alone.err")
+    try:
+        _wait_for_checkpoint(str(work), 500, trainer)
+        # Stopped, the first run holds the lock for as long as the second one takes.
+        trainer.send_signal(signal.SIGSTOP)
+        holder = _holder(work)
+        assert holder["pid"] == trainer.pid and holder["host"] == socket.gethostname()
+        before = _files(work)
+        start = time.monotonic()
+        proc = run_binary("experiments.train", *args, f"--workdir={work}")
+        seconds = time.monotonic() - start
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(
+            f"error: {work} is being trained by pid {trainer.pid} on host "
+            f"{socket.gethostname()} since {holder['since']}"
+        ), proc.stderr
+        assert "Traceback" not in proc.stderr and "compiled in" not in proc.stdout
+        assert seconds < 60
+        assert _files(work) == before  # refused before writing or restoring anything
+        # Readers take no lock.
+        proc = run_binary("experiments.evaluate", f"--workdir={work}", "--figures=false")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout.strip().splitlines()[-1])["step"] >= 500
+        trainer.send_signal(signal.SIGCONT)
+        trainer.wait(timeout=300)
+        reference.wait(timeout=300)
+    finally:
+        for child in (trainer, reference):
+            if child.poll() is None:
+                child.send_signal(signal.SIGCONT)
+                child.kill()
+    assert trainer.returncode == 0, (tmp_path / "run.err").read_text()
+    assert reference.returncode == 0, (tmp_path / "alone.err").read_text()
+    assert _holder(work) is None  # the lock file records no holder once the run is over
+
+    # The first run is the run that was alone: its checkpoints bitwise, its metrics, its config.
+    exp = build(load_config("mlp_digits"))
+    a, b = _states(alone, exp), _states(work, exp)
+    assert sorted(a) == sorted(b) and ("checkpoints", 2000) in b
+    for key, state in a.items():
+        for x, y in zip(
+            jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(b[key]), strict=True
+        ):
+            assert np.array_equal(np.asarray(x), np.asarray(y)), key
+    assert untimed_events(work) == untimed_events(alone)
+    assert (work / "config.json").read_text() == (alone / "config.json").read_text()
+
+
+def test_a_sigkilled_trainer_leaves_a_lock_file_that_blocks_nobody(tmp_path):
+    args = [f"--config={config_path('mlp_xor')}", "--config.target_metric="]
+    args += [f"--config.{k}=100" for k in ("log_every_steps", "eval_every_steps")]
+    args += ["--config.checkpoint_every_steps=100", "--config.num_train_steps=2000"]
+    child = _start_training(args, tmp_path, tmp_path / "err")
+    try:
+        _wait_for_checkpoint(str(tmp_path), 100, child)
+    finally:
+        child.kill()
+        child.wait()
+    assert _holder(tmp_path)["pid"] == child.pid  # left behind, with nobody holding it
+    c = load_config("mlp_xor")
+    c.target_metric = ""
+    c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 100
+    c.num_train_steps = 2000
+    out = io.StringIO()
+    assert train(c, str(tmp_path), stream=out)["step"] == 2000
+    started = int(out.getvalue().split("parameters, dataset")[1].split(" step ")[1].split("/")[0])
+    assert 100 <= started < 2000, out.getvalue()  # it resumed the killed run
+
+
+def test_train_in_python_is_refused_a_locked_workdir_and_writes_nothing(tmp_path):
+    from dl.errors import ConfigError
+    from dl.train.workdir_lock import WorkdirLock
+
+    lock = WorkdirLock(str(tmp_path))
+    lock.acquire()
+    try:
+        holder = _holder(tmp_path)
+        assert holder["pid"] == os.getpid()
+        c = load_config("mlp_xor")
+        c.num_train_steps = 10
+        with pytest.raises(ConfigError, match=f"is being trained by pid {os.getpid()} on host"):
+            train(c, str(tmp_path), stream=io.StringIO())
+        assert os.listdir(tmp_path) == [".lock"] and _holder(tmp_path) == holder
+    finally:
+        lock.release()
+    assert train(c, str(tmp_path), stream=io.StringIO())["step"] == 10  # released: trains
+
+
+def test_a_lock_taken_but_not_yet_recorded_is_waited_for_then_refused(tmp_path):
+    import fcntl
+
+    from dl.train import WorkdirBusy
+    from dl.train.workdir_lock import WorkdirLock
+
+    fd = os.open(tmp_path / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # held, with no record written yet
+    try:
+        start = time.monotonic()
+        with pytest.raises(WorkdirBusy, match="another process .it has not recorded its pid"):
+            WorkdirLock(str(tmp_path), wait=0.3).acquire()
+        assert 0.3 <= time.monotonic() - start < 5
+    finally:
+        os.close(fd)
+    lock = WorkdirLock(str(tmp_path), wait=0.3)
+    lock.acquire()  # given back: taken at once
+    assert _holder(tmp_path)["pid"] == os.getpid()
+    lock.release()
+    assert _holder(tmp_path) is None

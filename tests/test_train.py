@@ -121,8 +121,11 @@ def test_nonfinite_loss_stops_with_the_step_and_keeps_only_finite_checkpoints(tm
     c.optimizer.name, c.optimizer.learning_rate = "sgd", 1e18
     c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 1
     c.num_train_steps = 50
-    with pytest.raises(NonFiniteError, match=r"non-finite values at training step \d+"):
+    with pytest.raises(NonFiniteError, match=r"non-finite values at training step \d+") as e:
         quiet_train(c, tmp_path)
+    assert str(e.value).endswith(
+        "Lower optimizer.learning_rate, set grad_clip_norm, or set nonfinite.policy='skip'."
+    )
     exp = build(c)
     ckpts = Checkpoints(str(tmp_path), read_only=True)
     assert ckpts.steps(), "the steps before the failure were checkpointed"
@@ -138,8 +141,14 @@ def test_skip_policy_counts_skipped_steps(tmp_path):
     c.nonfinite.policy, c.nonfinite.max_consecutive_skips = "skip", 3
     c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 10
     c.num_train_steps = 50
-    with pytest.raises(NonFiniteError, match="consecutive"):
+    with pytest.raises(NonFiniteError, match="consecutive") as e:
         quiet_train(c, tmp_path)
+    # The advice fits the policy: skipping is on already.
+    assert "nonfinite.policy='skip'" not in str(e.value)
+    assert str(e.value).endswith(
+        "Lower optimizer.learning_rate, set grad_clip_norm, or raise "
+        "nonfinite.max_consecutive_skips (now 3)."
+    )
 
 
 def test_changed_config_on_resume_is_refused(tmp_path):

@@ -1,6 +1,6 @@
 """Training: the state, the generic steps, the loop and its actions, optimizers, checkpoints."""
 
-from dl.errors import NonFiniteError, Preempted, WriteError
+from dl.errors import NonFiniteError, Preempted, WorkdirBusy, WriteError
 from dl.train.actions import Action
 from dl.train.checkpoint import CheckpointError, Checkpoints
 from dl.train.evaluator import Evaluator, device_arrays
@@ -27,6 +27,7 @@ __all__ = [
     "StepConfig",
     "Steps",
     "TrainState",
+    "WorkdirBusy",
     "build",
     "check_shapes",
     "device_arrays",

@@ -112,10 +112,27 @@ class LogMetrics(Periodic):
 
     name = "log"
 
+    def __init__(self, interval: int):
+        super().__init__(interval)
+        self.window = None  # the loop's TrainWindow, from on_start
+        self._restored: dict = {}
+
+    def on_start(self, loop) -> None:
+        self.window = loop.window
+        self.window.load_state_dict(self._restored)
+
     def run(self, loop) -> None:
         result = loop.log_window()
         if result is not None:
             loop.emit("on_log", result)
+
+    def state_dict(self) -> dict:
+        """The sums of the window since the last log: a resume at a step that is not a
+        log step logs the same means as the run that was not interrupted."""
+        return self.window.state_dict() if self.window is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._restored = dict(state)
 
 
 class Evaluate(Periodic):

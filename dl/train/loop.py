@@ -42,8 +42,9 @@ from dl.train.preemption import PreemptionFlag
 from dl.train.resume import check_resumable, config_to_dict
 from dl.train.sharding import is_lead, put_replicated, sync, to_host
 from dl.train.state import TrainState, param_count
-from dl.train.step import all_finite
+from dl.train.step import all_finite, nonfinite_advice
 from dl.train.window import TrainWindow
+from dl.train.workdir_lock import hold_workdir
 
 
 def train(
@@ -56,7 +57,7 @@ def train(
 
     Args:
       config: the experiment config.
-      workdir: the run's directory.
+      workdir: the run's directory, locked for the run (another train raises WorkdirBusy).
       model: instead of `config.model.name`, a flax Module class (built with
         the config's model fields) or instance.
       dataset: instead of `config.dataset.name`, a `dl.data.Source` (e.g. from
@@ -92,7 +93,7 @@ def train(
         intervals = check_intervals(config)
         exp = build(config, model=model, dataset=dataset, task=task)
         config = exp.config = recorded_config(config, model=model, dataset=dataset, task=task)
-        _prepare_workdir(workdir)
+        stack.enter_context(hold_workdir(workdir))  # one writer: a second train is refused
         ckpts = Checkpoints(workdir, keep=int(config.keep_checkpoints))
         stack.callback(ckpts.close)
         actions = make_actions(config, exp, intervals, flag, callbacks)
@@ -122,8 +123,8 @@ def train(
         )
         loop.run()
         summary = loop.finish(compile_seconds, time.perf_counter() - t_start)
-    if is_lead():
-        _write_json(os.path.join(workdir, "summary.json"), summary)
+        if is_lead():  # under the workdir's lock still
+            _write_json(os.path.join(workdir, "summary.json"), summary)
     return summary
 
 
@@ -342,8 +343,8 @@ class Loop:
         raise NonFiniteError(
             f"non-finite values at training step {bad['step']} (loss={bad['loss']}, "
             f"grad_norm={bad['grad_norm']}){': ' + reason if reason else ''}; training "
-            f"stopped. Checkpoints kept in {self.workdir}: steps {self.ckpts.steps()}. Lower "
-            "optimizer.learning_rate, set grad_clip_norm, or set nonfinite.policy='skip'."
+            f"stopped. Checkpoints kept in {self.workdir}: steps {self.ckpts.steps()}. "
+            + nonfinite_advice(self.config)
         )
 
 
@@ -410,17 +411,6 @@ def _target(config, exp: Experiment) -> A.StopAtTarget | None:
 @jax.jit
 def _global_norm(tree):
     return optax.tree.norm(tree)
-
-
-def _prepare_workdir(workdir: str) -> None:
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise ConfigError(f"--workdir {workdir!r} is a file, not a directory")
-    try:
-        os.makedirs(workdir, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"cannot create --workdir {workdir!r}: {e.strerror}") from e
-    if not os.access(workdir, os.W_OK):
-        raise ConfigError(f"--workdir {workdir!r} is not writable")
 
 
 def _write_json(path: str, obj) -> None:

@@ -25,6 +25,32 @@ from dl.train.state import TrainState
 NONFINITE_POLICIES = ("stop", "skip")
 
 
+def nonfinite_advice(config) -> str:
+    """What to change after training stopped on non-finite values, for the config's policy.
+
+    >>> from dl.config import base_config
+    >>> c = base_config()
+    >>> nonfinite_advice(c)
+    "Lower optimizer.learning_rate, set grad_clip_norm, or set nonfinite.policy='skip'."
+    >>> c.nonfinite.policy, c.grad_clip_norm = "skip", 1.0
+    >>> print(nonfinite_advice(c))  # doctest: +NORMALIZE_WHITESPACE
+    Lower optimizer.learning_rate or grad_clip_norm (now 1), or raise
+    nonfinite.max_consecutive_skips (now 10).
+    """
+    nonfinite = config.get("nonfinite", {})
+    clip = float(config.get("grad_clip_norm", 0.0) or 0.0)
+    if clip > 0:
+        fixes = [f"Lower optimizer.learning_rate or grad_clip_norm (now {clip:g})"]
+    else:
+        fixes = ["Lower optimizer.learning_rate", "set grad_clip_norm"]
+    if nonfinite.get("policy", "stop") == "skip":
+        skips = int(nonfinite.get("max_consecutive_skips", 10))
+        fixes.append(f"raise nonfinite.max_consecutive_skips (now {skips})")
+    else:
+        fixes.append("set nonfinite.policy='skip'")
+    return ", ".join(fixes[:-1]) + ", or " + fixes[-1] + "."
+
+
 def masked_mean(pair, mask):
     num, den = pair
     den_sum = jnp.sum(den * mask)

@@ -53,6 +53,30 @@ class TrainWindow:
         self.lr = float(metrics["learning_rate"][-1])
         return bad
 
+    def state_dict(self) -> dict:
+        """The sums, in JSON types ({} for an empty window); floats round-trip exactly."""
+        if not (self.steps or self.skipped):
+            return {}
+        return {
+            "steps": self.steps,
+            "skipped": self.skipped,
+            "loss": _json_float(self.loss),
+            "grad_norm": _json_float(self.grad_norm),
+            "learning_rate": _json_float(self.lr),
+            "sums": {k: [_json_float(n), _json_float(d)] for k, (n, d) in self.sums.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores `state_dict()`; {} (or a checkpoint from before windows were saved)
+        restores an empty window."""
+        self.reset()
+        if not state:
+            return
+        self.steps, self.skipped = int(state["steps"]), int(state["skipped"])
+        self.loss, self.grad_norm = float(state["loss"]), float(state["grad_norm"])
+        self.lr = float(state["learning_rate"])
+        self.sums = {k: [float(n), float(d)] for k, (n, d) in state["sums"].items()}
+
     def result(self) -> dict:
         """The window's means: task metrics, loss, grad_norm, learning_rate, skipped_steps."""
         out = {k: n / d if d else float("nan") for k, (n, d) in self.sums.items()}
@@ -63,3 +87,9 @@ class TrainWindow:
         if self.skipped:
             out["skipped_steps"] = self.skipped
         return out
+
+
+def _json_float(x: float):
+    """A float for JSON: itself if finite, else "nan", "inf" or "-inf" (float() reads them)."""
+    x = float(x)
+    return x if np.isfinite(x) else str(x)
