@@ -13,11 +13,12 @@ import dataclasses
 
 import numpy as np
 
+from dl.config import option
 from dl.data.arrays import check_finite, check_labels
 from dl.data.preprocessing import Preprocessing, fit_inputs, fit_targets
 from dl.data.source import Source
 from dl.data.sources import load_source
-from dl.data.splits import split_indices
+from dl.data.splits import check_fractions, split_indices
 from dl.errors import ConfigError
 
 
@@ -135,17 +136,15 @@ def source_split_indices(source: Source, name: str, cfg) -> dict[str, np.ndarray
     n = len(source.y)
     if n == 0:
         raise ConfigError(f"dataset {name!r} has no examples")
+    fractions = [
+        option(cfg, f, d) for f, d in (("validation_fraction", 0.15), ("test_fraction", 0.2))
+    ]
+    check_fractions(*fractions)  # also where the data fixes its splits and ignores them
     if source.fixed_splits is not None:
         idx = source.fixed_splits
     else:
         stratify = source.y if source.kind == "classification" else None
-        idx = split_indices(
-            n,
-            float(cfg.get("validation_fraction", 0.15)),
-            float(cfg.get("test_fraction", 0.2)),
-            int(cfg.get("split_seed", 0)),
-            stratify,
-        )
+        idx = split_indices(n, *map(float, fractions), int(cfg.get("split_seed", 0)), stratify)
     for s in ("train",):
         if len(idx[s]) == 0:
             raise ConfigError(f"dataset {name!r}: the {s} split is empty; lower the fractions")
