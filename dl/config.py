@@ -7,8 +7,14 @@ mistyped `--config.FIELD=VALUE` override fails with the field's name.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import numbers
+
 import ml_collections
 from ml_collections import config_dict
+
+from dl.errors import ConfigError
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -120,3 +126,89 @@ def upgrade(config: dict) -> dict:
     if isinstance(config.get("task"), str):
         config["task"] = {"name": config["task"]}
     return config
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric config field accepts: finite numbers between two bounds.
+
+    Attributes:
+      low: the lower bound, or None for none.
+      high: the upper bound, or None for none.
+      low_open: `low` itself is excluded.
+      high_open: `high` itself is excluded.
+      integer: only integers (not bools, not floats such as 2.0).
+      each: the field is a list; every entry must be in the range (an empty
+        list is accepted).
+
+    >>> r = Range(0, 1, high_open=True)
+    >>> r.accepts(0.5), r.accepts(1.0), r.accepts(float("nan")), str(r)
+    (True, False, False, 'a finite number in [0, 1)')
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    each: bool = False
+
+    def _number(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False
+        if self.integer and not isinstance(value, numbers.Integral):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def accepts(self, value) -> bool:
+        """Whether `value` is in the range."""
+        if self.each:
+            return isinstance(value, list | tuple) and all(self._number(v) for v in value)
+        return self._number(value)
+
+    def __str__(self) -> str:
+        kind = "integer" if self.integer else "finite number"
+        if self.low is not None and self.high is not None:
+            bounds = (
+                f"in {'(' if self.low_open else '['}{self.low:g}, "
+                f"{self.high:g}{')' if self.high_open else ']'}"
+            )
+        elif self.low is not None:
+            bounds = f"{'>' if self.low_open else '>='} {self.low:g}"
+        elif self.high is not None:
+            bounds = f"{'<' if self.high_open else '<='} {self.high:g}"
+        else:
+            bounds = ""
+        if self.each:
+            return f"a list of {kind}s {bounds}".rstrip()
+        return f"{'an' if self.integer else 'a'} {kind} {bounds}".rstrip()
+
+
+def check_ranges(section, ranges: dict[str, Range], prefix: str) -> None:
+    """Refuses a field of a config section whose value is outside its declared range.
+
+    Fields that are absent or None are not checked (they take their defaults).
+
+    Args:
+      section: a ConfigDict, a dict, or None.
+      ranges: field -> Range.
+      prefix: what names the section in messages, e.g. "optimizer.".
+
+    Raises:
+      ConfigError: naming the field, its value and the range.
+
+    >>> check_ranges({"dropout_rate": 2.0}, {"dropout_rate": Range(0, 1, high_open=True)}, "model.")
+    Traceback (most recent call last):
+    ...
+    dl.errors.ConfigError: model.dropout_rate must be a finite number in [0, 1), got 2.0
+    """
+    if section is None:
+        return
+    for name, accepted in ranges.items():
+        value = section.get(name, None)
+        if value is not None and not accepted.accepts(value):
+            raise ConfigError(f"{prefix}{name} must be {accepted}, got {value!r}")

@@ -6,6 +6,7 @@ import os
 import sys
 
 from absl import flags, logging
+from ml_collections import config_flags
 
 from dl.errors import ConfigError
 
@@ -123,6 +124,19 @@ def parse_flags(argv, flag_values=None):
     except flags.Error as e:
         fail(f"{_describe(e)}. Pass --helpfull to see the flags.")
     except Exception as e:  # noqa: BLE001 -- config files and overrides fail in many ways
+        fail(f"bad flag or config: {type(e).__name__}: {_describe(e)}")
+
+
+def define_config_dict(name: str, config, **kwargs):
+    """config_flags.DEFINE_config_dict, with a bad `--NAME.FIELD=VALUE` as a message and exit 2.
+
+    DEFINE_config_dict reads the overrides of sys.argv when it defines the
+    flag, so a misspelt field or a value of the wrong type fails there, at
+    import, before parse_flags sees it.
+    """
+    try:
+        return config_flags.DEFINE_config_dict(name, config, **kwargs)
+    except Exception as e:  # noqa: BLE001 -- overrides fail in many ways, as in parse_flags
         fail(f"bad flag or config: {type(e).__name__}: {_describe(e)}")
 
 

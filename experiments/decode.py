@@ -35,8 +35,13 @@ FLAGS = flags.FLAGS
 
 def decode(workdir: str, checkpoint: str, split: str, beam_size: int, show: int) -> dict:
     """Restores `workdir` and decodes `split`; returns the result written to decode_<split>.json."""
+    from dl.errors import ConfigError
     from dl.tools.recurrent import decode_split, restore_run
 
+    if beam_size < 1:  # before the run is restored
+        raise ConfigError(f"--beam_size must be >= 1 (1: greedy decoding), got {beam_size}")
+    if show < 0:
+        raise ConfigError(f"--show must be >= 0, got {show}")
     _, exp, state, step = restore_run(workdir, checkpoint)
     result = {
         "workdir": os.path.abspath(workdir),

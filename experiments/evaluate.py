@@ -7,7 +7,9 @@ r"""Evaluates a checkpoint of a training run.
 Rebuilds the experiment from the config stored in the workdir, restores the
 checkpoint (read-only: nothing in the workdir's checkpoints changes, and it
 can run while training writes to the same workdir), prints one JSON line of
-metrics and writes it to WORKDIR/eval_<split>.json.
+metrics and writes it to WORKDIR/eval_<split>.json. On a workdir that cannot be
+written (read-only, full) the metrics are printed all the same, with a warning
+on stderr for each file (eval_<split>.json, figures) left unwritten.
 
 Exit status: 0 done; 2 bad flag or not a run directory; 4 no checkpoint could
 be restored.
@@ -18,7 +20,6 @@ from __future__ import annotations
 import json
 
 from absl import app, flags
-from ml_collections import config_flags
 
 from dl.config import base_config
 from experiments import common
@@ -34,7 +35,7 @@ flags.DEFINE_bool(
 )
 # --dataset.FIELD=VALUE evaluates on another dataset than the run's own, e.g. the
 # weights of experiments.import_weights on an image folder.
-config_flags.DEFINE_config_dict("dataset", base_config().dataset, lock_config=True)
+common.define_config_dict("dataset", base_config().dataset, lock_config=True)
 flags.mark_flag_as_required("workdir")
 
 FLAGS = flags.FLAGS

@@ -56,17 +56,15 @@ FLAGS = flags.FLAGS
 def _config():
     if FLAGS["config"].present:
         return common.load_config_flag("config")
-    import ml_collections
-
     from dl.errors import ConfigError
+    from dl.train.evaluation import read_run_config
 
     path = os.path.join(FLAGS.workdir, "config.json")
     if not os.path.isfile(path):
         raise ConfigError(
             f"no --config given and {path!r} does not exist; pass --config=CONFIG_FILE"
         )
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    return read_run_config(FLAGS.workdir)  # refuses a config.json that is not a config
 
 
 def main(argv):

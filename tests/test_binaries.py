@@ -10,7 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, config_path, load_config, run_binary
+from conftest import ROOT, config_path, load_config, run_binaries, run_binary
+
+INTERVALS = ("num_train_steps", "log_every_steps", "eval_every_steps", "checkpoint_every_steps")
 
 
 def summary_of(stdout: str) -> dict:
@@ -187,6 +189,80 @@ def test_evaluate_errors(tmp_path):
     assert proc.returncode == 2 and "does not exist" in proc.stderr
     proc = run_binary("experiments.evaluate")
     assert proc.returncode == 2 and "--workdir" in proc.stderr
+
+
+def test_a_malformed_config_json_exits_2_with_a_message(tmp_path):
+    """evaluate (and the other readers of config.json) on invalid JSON, `{}` and a list."""
+    contents = {"invalid": '{"model": {"name": "mlp"', "empty": "{}", "list": '["model"]'}
+    says = {
+        "invalid": "cannot be read as JSON",
+        "empty": "is not a dl config: it lacks dataset, model, task",
+        "list": "is not a dl config: it lacks dataset, model, task",
+    }
+    cases, expected = [], []
+    for kind, text in contents.items():
+        workdir = tmp_path / kind
+        workdir.mkdir()
+        (workdir / "config.json").write_text(text)
+        for module, extra in (
+            ("experiments.evaluate", []),
+            ("experiments.decode", []),
+            ("experiments.lr_find", []),
+            ("experiments.predict", ["--input=x.npz", f"--output={tmp_path / 'p.csv'}"]),
+        ):
+            cases.append((module, [f"--workdir={workdir}", *extra]))
+            expected.append(f"{workdir / 'config.json'} {says[kind]}")
+    for (module, args), say, proc in zip(cases, expected, run_binaries(cases), strict=True):
+        last = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode == 2 and last.startswith("error: "), (module, args, proc.stderr)
+        assert say in last and "Traceback" not in proc.stderr, (module, args, proc.stderr)
+
+
+def _read_only(workdir: str, *command: str) -> list[str]:
+    """`command` run with `workdir` bind-mounted read-only over itself, in a mount namespace."""
+    mount = f"mount --bind {workdir} {workdir} && mount -o remount,bind,ro {workdir} {workdir}"
+    return ["unshare", "-m", "sh", "-c", f'{mount} && exec "$@"', "sh", *command]
+
+
+def test_evaluate_on_a_read_only_workdir_prints_its_metrics_and_warns(tmp_path):
+    """Nothing can be written: the metrics still come, a warning names each file left out."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    try:
+        check = subprocess.run(
+            _read_only(str(probe), "touch", str(probe / "f")), capture_output=True, text=True
+        )
+    except FileNotFoundError:
+        pytest.skip("no unshare here: cannot make a read-only mount")
+    if "Read-only file system" not in check.stderr:
+        pytest.skip(f"cannot make a read-only bind mount here: {check.stderr.strip()}")
+    import io
+
+    from dl.train import train
+
+    workdir = str(tmp_path / "run")
+    config = load_config("mlp_xor")
+    for field in INTERVALS:
+        config[field] = 4
+    train(config, workdir, stream=io.StringIO())
+    before = sorted(os.listdir(workdir))
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        _read_only(workdir, sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["step"] == 4 and 0 <= result["accuracy"] <= 1 and result["figures"] == []
+    warnings = [line for line in proc.stderr.splitlines() if "could not write" in line]
+    for what in (f"{workdir}/eval_test.json", "the test figures"):  # the confusion matrix
+        assert any(what in w and "Read-only file system" in w for w in warnings), proc.stderr
+    assert len(warnings) == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert sorted(os.listdir(workdir)) == before
 
 
 def test_nonfinite_run_exits_3_naming_the_step(tmp_path):

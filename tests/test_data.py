@@ -4,7 +4,10 @@ import ml_collections
 import numpy as np
 import pytest
 
+from conftest import config_path, load_config, run_binary
 from dl.data import SOURCES, TrainOrder, eval_order, load_dataset, split_indices
+from dl.data.pipeline import source_split_indices
+from dl.data.sources import load_source
 from dl.errors import ConfigError
 
 
@@ -151,3 +154,30 @@ def test_every_builtin_source_loads():
         # Token and graph sets refuse per-feature standardization of their ids and slots.
         ds = load_dataset(cfg(name=name, num_samples=200, standardize="none"))
         assert ds.size("train") > 0
+
+
+def test_a_nan_cell_of_a_csv_file_is_refused_naming_split_example_and_column(tmp_path):
+    """Through experiments.train: exit 2 before anything compiles, not a NaN loss at step 0."""
+    path = tmp_path / "d.csv"
+    rows = [[i, i % 7, i % 3] for i in range(90)]
+    path.write_text("a,b,label\n" + "".join(f"{a},{b},{y}\n" for a, b, y in rows))
+    data = load_config("mlp_digits").dataset
+    data.name = f"csv:{path}"
+    idx = source_split_indices(load_source(data), data.name, data)
+    k = int(idx["validation"][3])  # a row the validation split holds
+    rows[k][1] = "nan"
+    path.write_text("a,b,label\n" + "".join(f"{a},{b},{y}\n" for a, b, y in rows))
+    workdir = tmp_path / "run"
+    proc = run_binary(
+        "experiments.train",
+        f"--config={config_path('mlp_digits')}",
+        f"--workdir={workdir}",
+        f"--config.dataset.name={data.name}",
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: dataset {data.name!r} field 'x': the validation split's example 3 (example {k} "
+        f"of the data, line {k + 2}) holds nan at (1,), column 'b' (1 non-finite value in all); "
+        "dl trains on finite numbers only"
+    )
+    assert not (workdir / "checkpoints").exists()

@@ -187,10 +187,6 @@ def test_from_arrays_refuses_bad_data_before_anything_compiles(tmp_path):
         from_arrays(x, [0, 1, 2] * 3 + [3], num_classes=3)
     with pytest.raises(ConfigError, match="x has 10 examples but y has 9"):
         from_arrays(x, [0] * 9)
-    bad = x.copy()
-    bad[4, 2] = np.nan
-    with pytest.raises(ConfigError, match=r"example 4 holds nan at \(2,\)"):
-        from_arrays(bad, [0] * 10)
     with pytest.raises(ConfigError, match="split 'test' indexes example 12"):
         from_arrays(x, [0] * 10, splits={"train": [0, 1], "test": [12]})
     # A Source of one's own whose labels exceed num_classes is refused before training
@@ -199,6 +195,13 @@ def test_from_arrays_refuses_bad_data_before_anything_compiles(tmp_path):
     source.num_classes = 1
     c = short(load_config("mlp_digits"))
     with pytest.raises(ConfigError, match=r"label 1, outside \[0, 1\)"):
+        quiet(c, tmp_path, dataset=source)
+    # A non-finite value is refused when the data is split, naming the split and the example.
+    bad = x.copy()
+    bad[9, 2] = np.nan
+    source = from_arrays(bad, [0, 1] * 5, splits={"train": range(8), "test": [8, 9]})
+    message = r"field 'x': the test split's example 1 \(example 9 of the data\) holds nan at \(2,\)"
+    with pytest.raises(ConfigError, match=message):
         quiet(c, tmp_path, dataset=source)
 
 

@@ -102,7 +102,7 @@ def test_unknown_names_list_the_valid_ones():
         make_optimizer(config("adagrad"))
     with pytest.raises(ConfigError, match="unknown schedule 'linear'.*constant, cosine"):
         make_optimizer(config(schedule="linear"))
-    with pytest.raises(ConfigError, match="learning_rate must be > 0"):
+    with pytest.raises(ConfigError, match="learning_rate must be a finite number > 0, got 0.0"):
         make_optimizer(config(lr=0.0))
 
 

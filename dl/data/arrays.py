@@ -3,9 +3,10 @@
     source = from_arrays(x, y, kind="classification", num_classes=3)
     dl.train.train(config, workdir, dataset=source)
 
-Everything is checked here, before anything compiles: lengths that differ,
-non-finite features, labels outside [0, num_classes), splits that index
-outside the arrays.
+Everything is checked before anything compiles: here lengths that differ,
+labels outside [0, num_classes) and splits that index outside the arrays;
+non-finite values when the dataset is split (`dl.data.pipeline.make_dataset`),
+where the message can name the split of the example that holds one.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def from_arrays(
       The Source.
 
     Raises:
-      ConfigError: naming what is wrong (lengths, a non-finite feature, a label
-        outside [0, num_classes), a split index outside the examples).
+      ConfigError: naming what is wrong (lengths, a label outside [0,
+        num_classes), a split index outside the examples). Non-finite values
+        are refused when the dataset is split, naming the split.
 
     >>> s = from_arrays(np.zeros((4, 2)), [0, 1, 1, 0], num_classes=2)
     >>> s.x.shape, s.num_classes
@@ -69,12 +71,10 @@ def from_arrays(
             raise ConfigError(f"from_arrays: x has {n} examples but {name} has {len(values)}")
     if not np.issubdtype(x.dtype, np.number):
         raise ConfigError(f"from_arrays: x must hold numbers, got {x.dtype}")
-    check_finite(x, "from_arrays: x")
     if kind == "classification":
         y, num_classes = _labels(y, num_classes)
     else:
         y = np.asarray(y, np.float32)
-        check_finite(y, "from_arrays: y")
     if fixed is not None:
         _check_splits(fixed, n)
         fixed = {s: fixed.get(s, np.zeros(0, np.int64)) for s in SPLITS}
@@ -109,19 +109,60 @@ def _labels(y: np.ndarray, num_classes: int | None):
     return y.astype(np.int32), k
 
 
-def check_finite(values: np.ndarray, what: str) -> None:
-    """Raises ConfigError naming the first example holding a NaN or an infinity."""
+def check_finite(
+    values: np.ndarray,
+    what: str,
+    splits: dict | None = None,
+    columns: list[str] | None = None,
+    first_line: int | None = None,
+) -> None:
+    """Raises ConfigError naming the first example holding a NaN or an infinity.
+
+    Args:
+      values: [examples, ...] the values of one field.
+      what: names the field in the message, e.g. "dataset 'iris' field 'x'".
+      splits: split name -> example indices: only examples of a split are
+        checked, and the message names the split and the example's index in it.
+      columns: names of the entries of a field [examples, columns] (a CSV
+        file's feature columns), named in the message.
+      first_line: the file line of example 0 (a CSV file's data rows), to name
+        the example's line.
+
+    >>> x = np.zeros((5, 2), np.float32); x[3, 1] = np.inf
+    >>> try:
+    ...     check_finite(x, "field 'x'", {"train": [0, 3], "test": [1, 2, 4]}, ["a", "b"])
+    ... except ConfigError as e:
+    ...     print(*str(e).split(" holds "), sep="\\n")
+    field 'x': the train split's example 1 (example 3 of the data)
+    inf at (1,), column 'b' (1 non-finite value in all); dl trains on finite numbers only
+    """
     values = np.asarray(values)
     if not np.issubdtype(values.dtype, np.floating):
         return
     bad = ~np.isfinite(values)
-    if bad.any():
-        where = np.argwhere(bad)[0]
-        position = f" at {tuple(int(i) for i in where[1:])}" if len(where) > 1 else ""
-        raise ConfigError(
-            f"{what}: example {int(where[0])} holds {values[tuple(where)]}{position} "
-            f"({int(bad.sum())} non-finite values in all); dl trains on finite numbers only"
-        )
+    if splits is not None:
+        used = np.zeros(len(values), bool)
+        for idx in splits.values():
+            used[np.asarray(idx, np.int64)] = True
+        bad &= used.reshape((-1,) + (1,) * (values.ndim - 1))
+    if not bad.any():
+        return
+    where = tuple(int(i) for i in np.argwhere(bad)[0])
+    example = f"example {where[0]}"
+    line = f", line {where[0] + first_line}" if first_line is not None else ""
+    for split, idx in (splits or {}).items():
+        hits = np.flatnonzero(np.asarray(idx) == where[0])
+        if hits.size:
+            example = f"the {split} split's example {int(hits[0])} ({example} of the data{line})"
+            break
+    position = f" at {where[1:]}" if len(where) > 1 else ""
+    if columns is not None and values.ndim == 2 and len(columns) == values.shape[1]:
+        position += f", column {columns[where[1]]!r}"
+    count = int(bad.sum())
+    raise ConfigError(
+        f"{what}: {example} holds {values[where]}{position} ({count} non-finite "
+        f"value{'s' if count > 1 else ''} in all); dl trains on finite numbers only"
+    )
 
 
 def check_labels(y: np.ndarray, num_classes: int, what: str) -> None:

@@ -13,11 +13,12 @@ import dataclasses
 
 import numpy as np
 
+from dl.config import option
 from dl.data.arrays import check_finite, check_labels
 from dl.data.preprocessing import Preprocessing, fit_inputs, fit_targets
 from dl.data.source import Source
 from dl.data.sources import load_source
-from dl.data.splits import split_indices
+from dl.data.splits import check_fractions, split_indices
 from dl.errors import ConfigError
 
 
@@ -90,7 +91,7 @@ def make_dataset(source: Source, name: str, cfg) -> Dataset:
       The Dataset.
     """
     idx = source_split_indices(source, name, cfg)
-    _check_values(source, name)
+    _check_values(source, name, idx)
     splits = _split(source, idx)
     info = dict(source.info)
     info["sizes"] = {s: int(len(i)) for s, i in idx.items()}
@@ -135,17 +136,15 @@ def source_split_indices(source: Source, name: str, cfg) -> dict[str, np.ndarray
     n = len(source.y)
     if n == 0:
         raise ConfigError(f"dataset {name!r} has no examples")
+    fractions = [
+        option(cfg, f, d) for f, d in (("validation_fraction", 0.15), ("test_fraction", 0.2))
+    ]
+    check_fractions(*fractions)  # also where the data fixes its splits and ignores them
     if source.fixed_splits is not None:
         idx = source.fixed_splits
     else:
         stratify = source.y if source.kind == "classification" else None
-        idx = split_indices(
-            n,
-            float(cfg.get("validation_fraction", 0.15)),
-            float(cfg.get("test_fraction", 0.2)),
-            int(cfg.get("split_seed", 0)),
-            stratify,
-        )
+        idx = split_indices(n, *map(float, fractions), int(cfg.get("split_seed", 0)), stratify)
     for s in ("train",):
         if len(idx[s]) == 0:
             raise ConfigError(f"dataset {name!r}: the {s} split is empty; lower the fractions")
@@ -186,15 +185,23 @@ def raw_splits(cfg, source=None) -> dict[str, dict[str, np.ndarray]]:
     return _split(src, source_split_indices(src, cfg.name, cfg))
 
 
-def _check_values(source: Source, name: str) -> None:
+def _check_values(source: Source, name: str, idx: dict) -> None:
     """Refuses non-finite values and class labels outside [0, num_classes), naming the example.
 
     Without this a NaN in the data or a label of `num_classes` gives a NaN
     loss at the first step, where the advice would be to lower the learning
-    rate.
+    rate. A non-finite value is named by its field, its split and its index
+    in the split and in the data (with the column and the line of a CSV file).
     """
+    csv = "feature_columns" in source.info  # a CSV file's rows, after its header line
     for field, values in (("x", source.x), ("y", source.y), *source.extra.items()):
-        check_finite(values, f"dataset {name!r} field {field!r}")
+        check_finite(
+            values,
+            f"dataset {name!r} field {field!r}",
+            idx,
+            columns=source.info["feature_columns"] if csv and field == "x" else None,
+            first_line=2 if csv else None,
+        )
     if source.kind == "classification" and source.num_classes is not None:
         check_labels(source.y, int(source.num_classes), f"dataset {name!r} field 'y'")
 

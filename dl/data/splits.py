@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from dl.config import Range, check_ranges
 from dl.errors import ConfigError
 
 SPLITS = ("train", "validation", "test")
+FRACTION = Range(0, 1, high_open=True)
+
+
+def check_fractions(validation_fraction: float, test_fraction: float) -> None:
+    """Refuses split fractions outside [0, 1), or that leave no training examples.
+
+    Raises:
+      ConfigError: naming the field and its value.
+    """
+    fractions = {"validation_fraction": validation_fraction, "test_fraction": test_fraction}
+    check_ranges(fractions, dict.fromkeys(fractions, FRACTION), "dataset.")
+    if validation_fraction + test_fraction >= 1.0:
+        raise ConfigError(
+            f"dataset.validation_fraction + dataset.test_fraction must be < 1, got "
+            f"{validation_fraction} + {test_fraction}"
+        )
 
 
 def split_indices(
@@ -35,14 +52,7 @@ def split_indices(
     >>> {k: len(v) for k, v in parts.items()}
     {'train': 6, 'validation': 2, 'test': 2}
     """
-    for name, f in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 <= f < 1.0:
-            raise ConfigError(f"dataset.{name} must be in [0, 1), got {f}")
-    if validation_fraction + test_fraction >= 1.0:
-        raise ConfigError(
-            f"dataset.validation_fraction + dataset.test_fraction must be < 1, got "
-            f"{validation_fraction} + {test_fraction}"
-        )
+    check_fractions(validation_fraction, test_fraction)
     rng = np.random.default_rng(seed)
     groups = (
         [np.arange(n)]

@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from dl.config import Range, check_ranges
 from dl.errors import ConfigError, unknown_name
 from dl.imports import MARKER, import_object, is_import_path
 from dl.models.cnn import CNN, AlexNet, AlexNetTiny, ConvFilter, LeNet5
@@ -62,6 +63,67 @@ MODELS = {
     "gat_node": functools.partial(NodeClassifier, layer="gat"),
     "rbf": DataRBFNetwork,
     "moe": GatedMixture,
+}
+
+_COUNT = Range(1, integer=True)  # a size, a width, a count of layers or units
+_INDEX = Range(0, integer=True)
+_SIZES = Range(1, integer=True, each=True)
+_POSITIVE = Range(0, low_open=True)
+
+# The values each numeric field of dl's models accepts, by field name: the one
+# place they are declared. build_model checks the fields of every model of
+# dl.models (and of classes derived from one) before the model is built; a
+# field added to a model with a number in it belongs here
+# (tests/test_config_fuzz.py checks that every one is).
+FIELD_RANGES = {
+    "dropout_rate": Range(0, 1, high_open=True),
+    "num_outputs": _COUNT,
+    "num_classes": _COUNT,
+    **dict.fromkeys(
+        (
+            "hidden_sizes",
+            "conv_features",
+            "dense_sizes",
+            "stage_sizes",
+            "widths",
+            "expert_hidden_sizes",
+            "gate_hidden_sizes",
+        ),
+        _SIZES,
+    ),
+    **dict.fromkeys(
+        (
+            "features",
+            "kernel_size",
+            "pool_size",
+            "dense_size",
+            "stem_kernel",
+            "stem_stride",
+            "pooled_size",
+            "num_filters",
+            "num_blocks",
+            "hidden_size",
+            "num_layers",
+            "horizon",
+            "vocab_size",
+            "src_vocab_size",
+            "tgt_vocab_size",
+            "embed_dim",
+            "grid_size",
+            "boxes_per_cell",
+            "convs_per_stage",
+            "head_hidden",
+            "num_heads",
+            "num_centers",
+            "num_experts",
+        ),
+        _COUNT,
+    ),
+    # 0 is allowed: no padding, the k-means++ start alone, no context features.
+    **dict.fromkeys(
+        ("stem_padding", "kmeans_iters", "context_features", "pad_id", "bos_id", "eos_id"), _INDEX
+    ),
+    **dict.fromkeys(("width_multiplier", "init_width", "width_scale"), _POSITIVE),
 }
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -159,6 +221,7 @@ def model_config(name: str, **fields) -> ml_collections.ConfigDict:
             f"model {name!r} has no field(s) {', '.join(unknown)}; its fields are: "
             f"{', '.join(sorted(known))}"
         )
+    check_fields(constructor, fields)
     section = {"name": name}
     for key, default in known.items():
         if key in fields:
@@ -235,7 +298,31 @@ def build_model(
     missing = [k for k, v in fields.items() if v is dataclasses.MISSING and k not in cfg]
     if missing:
         raise ConfigError(f"model {name!r} needs field(s) {', '.join(missing)}")
+    check_fields(constructor, cfg)
     return constructor(**cfg)
+
+
+def check_fields(constructor, fields: dict) -> None:
+    """Refuses a field of one of dl's models whose value is outside its FIELD_RANGES range.
+
+    A model of one's own (an import path, a class handed in) is checked only
+    where it derives from one of dl's models: its fields are its own.
+
+    Args:
+      constructor: the model's class (or a partial of it).
+      fields: field -> value, as the model will be built with.
+
+    Raises:
+      ConfigError: naming the field, the value and the accepted range.
+
+    >>> check_fields(MODELS["mlp"], {"dropout_rate": 2.0})
+    Traceback (most recent call last):
+    ...
+    dl.errors.ConfigError: model.dropout_rate must be a finite number in [0, 1), got 2.0
+    """
+    cls = getattr(constructor, "func", constructor)
+    if any(c.__module__.startswith(__name__ + ".") for c in getattr(cls, "__mro__", ())):
+        check_ranges(fields, FIELD_RANGES, "model.")
 
 
 def _check_instance(model: nn.Module, num_outputs: int | None) -> nn.Module:
@@ -250,8 +337,10 @@ def _check_instance(model: nn.Module, num_outputs: int | None) -> nn.Module:
 
 __all__ = [
     "DTYPES",
+    "FIELD_RANGES",
     "MODELS",
     "build_model",
+    "check_fields",
     "instance_fields",
     "model_config",
     "model_constructor",

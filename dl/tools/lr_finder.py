@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -310,11 +311,16 @@ def _ramp(feeder, work, num_steps: int, watch, progress) -> str | None:
     return stopped
 
 
+_CHECKED = ("min_lr", "max_lr", "num_steps", "beta", "divergence_factor", "rule")
+
+
 def _check_args(min_lr, max_lr, num_steps, beta, divergence_factor, rule) -> None:
-    if not min_lr > 0:
-        raise ConfigError(f"--min_lr must be > 0, got {min_lr}")
-    if not max_lr > min_lr:
-        raise ConfigError(f"--max_lr must be larger than --min_lr ({min_lr}), got {max_lr}")
+    if not (min_lr > 0 and math.isfinite(min_lr)):
+        raise ConfigError(f"--min_lr must be a finite number > 0, got {min_lr}")
+    if not (max_lr > min_lr and math.isfinite(max_lr)):
+        raise ConfigError(
+            f"--max_lr must be a finite number larger than --min_lr ({min_lr}), got {max_lr}"
+        )
     if num_steps < 10:
         raise ConfigError(f"--num_steps must be at least 10, got {num_steps}")
     if not 0.0 <= beta < 1.0:
@@ -396,6 +402,10 @@ def lr_find(config, workdir: str, **kwargs) -> dict:
     """
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ConfigError(f"--workdir {workdir!r} is a file, not a directory")
+    # The options as find_learning_rate will take them, checked before anything is built.
+    options = inspect.signature(find_learning_rate).bind_partial(None, None, **kwargs)
+    options.apply_defaults()
+    _check_args(**{k: v for k, v in options.arguments.items() if k in _CHECKED})
     experiment = build(config)
     state, start = start_state(experiment, workdir)
     digest_before = tree_digest(state)

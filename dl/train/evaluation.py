@@ -12,6 +12,7 @@ import json
 import os
 
 import ml_collections
+from absl import logging
 
 from dl.config import upgrade
 from dl.errors import ConfigError
@@ -128,7 +129,9 @@ def evaluate(
         run's model on other data.
 
     Returns:
-      The metrics, with the checkpoint's step.
+      The metrics, with the checkpoint's step. A file that cannot be written
+      (a read-only or full workdir) is left out with a logged warning naming
+      it and the OS error; the metrics are returned all the same.
 
     Raises:
       ConfigError: also when the split has no examples.
@@ -154,19 +157,48 @@ def evaluate(
     }
     if figures:
         result["figures"] = _figures(exp, evaluator, state, split, workdir)
-    with open(os.path.join(workdir, f"eval_{split}.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    path = os.path.join(workdir, f"eval_{split}.json")
+    _write_or_warn(path, lambda: _write_json(path, result))
     return result
 
 
+def _write_json(path: str, value) -> None:
+    with open(path, "w") as f:
+        json.dump(value, f, indent=2)
+
+
+def _write_or_warn(what: str, write, default=None):
+    """write(), or `default` with a warning naming `what` and the OS error if it fails.
+
+    The metrics of an evaluation are its result; a workdir that cannot be
+    written (read-only, full) loses the files, not the metrics.
+    """
+    try:
+        return write()
+    except OSError as e:
+        logging.warning("could not write %s: %s", what, e)
+        return default
+
+
 def _figures(exp, evaluator, state, split: str, workdir: str) -> list[str]:
-    """The task's figures of the split, and the first conv layer's kernels and feature maps."""
+    """The task's figures of the split, and the first conv layer's kernels and feature maps.
+
+    Returns:
+      The files written (those that could not be are warned about).
+    """
     outputs, predictions = evaluator.predict(state, split)
     data = exp.dataset.splits[split]
-    written = exp.task.figures(outputs, predictions, data, split, workdir)
+    written = _write_or_warn(
+        f"the {split} figures in {workdir}",
+        lambda: exp.task.figures(outputs, predictions, data, split, workdir),
+        [],
+    )
     if data["x"].ndim == 4:  # images: the model's first conv layer, if it has one
         variables = {"params": state.params, **state.model_state}
-        written += figures.save_conv_figures(
-            exp.model, variables, data["x"][0], os.path.join(workdir, "conv")
+        conv = os.path.join(workdir, "conv")
+        written += _write_or_warn(
+            f"the conv figures {conv}_*.png",
+            lambda: figures.save_conv_figures(exp.model, variables, data["x"][0], conv),
+            [],
         )
     return written

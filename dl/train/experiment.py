@@ -14,18 +14,26 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from dl.config import Range, check_ranges
 from dl.data import Dataset, load_dataset
 from dl.data.augment import make_augment
 from dl.errors import ConfigError
 from dl.imports import MARKER, import_path_of, record_name
 from dl.models import build_model, instance_fields
 from dl.tasks import Task, make_task
-from dl.train.optim import make_optimizer
+from dl.train.optim import check_optimizer_config, make_optimizer
 from dl.train.sharding import check_divisible, data_mesh, put_replicated, replicated
 from dl.train.state import TrainState
 from dl.train.step import StepConfig, Steps
 
 INTERVALS = ("num_train_steps", "log_every_steps", "eval_every_steps", "checkpoint_every_steps")
+# The other numbers of a run that have a range: section ("" for the top level)
+# -> field -> Range. Those of the model and the optimizer are declared with them.
+RUN_RANGES = {
+    "": {"keep_checkpoints": Range(1, integer=True), "target_value": Range()},
+    "early_stopping": {"patience": Range(0, integer=True), "min_delta": Range(0)},
+    "nonfinite": {"max_consecutive_skips": Range(0, integer=True)},
+}
 
 
 @dataclasses.dataclass
@@ -126,6 +134,23 @@ def check_intervals(config) -> dict[str, int]:
     return out
 
 
+def check_numbers(config) -> None:
+    """Refuses a number of the config outside its range, before any data is loaded.
+
+    The intervals and batch sizes (`check_intervals`), the optimizer, schedule
+    and clipping numbers (`dl.train.optim.check_optimizer_config`) and those
+    of RUN_RANGES; model fields are checked when the model is built.
+
+    Raises:
+      ConfigError: naming the field, its value and the values accepted.
+    """
+    check_intervals(config)
+    check_optimizer_config(config)
+    for section, ranges in RUN_RANGES.items():
+        part = config.get(section, None) if section else config
+        check_ranges(part, ranges, f"{section}." if section else "")
+
+
 def step_config(config) -> StepConfig:
     """The static choices of the training step that a config makes."""
     nonfinite = config.get("nonfinite", {})
@@ -161,7 +186,7 @@ def build(config, *, model=None, dataset=None, task=None) -> Experiment:
     >>> exp.dataset.name, exp.task.name, exp.task.num_outputs()
     ('digits', 'classification', 10)
     """
-    check_intervals(config)
+    check_numbers(config)
     return assemble(config, load_dataset(config.dataset, dataset), model=model, task=task)
 
 

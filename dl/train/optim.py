@@ -12,7 +12,7 @@ import functools
 import jax
 import optax
 
-from dl.config import option
+from dl.config import Range, check_ranges, option
 from dl.errors import ConfigError, unknown_name
 from dl.train.finetune import freeze_labels
 
@@ -80,6 +80,61 @@ SCHEDULES = {
 }
 
 
+_POSITIVE = Range(0, low_open=True)
+_DECAY = Range(0, 1, high_open=True)  # a factor of an exponential moving average
+
+# The values each number of the `optimizer` and `schedule` sections accepts,
+# checked whatever the optimizer or schedule (a field it does not read is
+# still a mistake if it is out of range); absent or None fields take defaults.
+OPTIMIZER_RANGES = {
+    "learning_rate": _POSITIVE,
+    "momentum": _DECAY,
+    "weight_decay": Range(0),
+    "b1": _DECAY,
+    "b2": _DECAY,
+    "eps": _POSITIVE,
+    "decay": _DECAY,
+}
+SCHEDULE_RANGES = {
+    "boundaries": Range(0, each=True),
+    "decay_factor": _POSITIVE,
+    "transition_steps": Range(1),
+    "decay_rate": _POSITIVE,
+    "decay_steps": Range(1),
+    "alpha": Range(0, 1),
+    "warmup_steps": Range(0),
+    "init_value": Range(0),
+    "end_value": Range(0),
+    "pct_start": Range(0, 1, low_open=True, high_open=True),
+    "div_factor": _POSITIVE,
+    "final_div_factor": _POSITIVE,
+}
+# 0 turns clipping off.
+GRAD_CLIP_RANGE = Range(0)
+
+
+def check_optimizer_config(config) -> None:
+    """Refuses an optimizer, schedule or clipping number that is out of range or not finite.
+
+    Runs before anything is built: a learning rate of inf or a momentum of NaN
+    would otherwise show only as a non-finite loss once training has started.
+
+    Raises:
+      ConfigError: naming the field, its value and the values accepted.
+
+    >>> from dl.config import base_config
+    >>> config = base_config()
+    >>> config.optimizer.learning_rate = float("inf")
+    >>> check_optimizer_config(config)
+    Traceback (most recent call last):
+    ...
+    dl.errors.ConfigError: optimizer.learning_rate must be a finite number > 0, got inf
+    """
+    check_ranges(config.get("optimizer", None), OPTIMIZER_RANGES, "optimizer.")
+    check_ranges(config.get("schedule", None), SCHEDULE_RANGES, "schedule.")
+    check_ranges(config, {"grad_clip_norm": GRAD_CLIP_RANGE}, "")
+
+
 def _momentum(cfg, default=0.9):
     return float(option(cfg, "momentum", default))
 
@@ -118,9 +173,9 @@ def make_schedule(config):
     name = option(cfg, "name", "constant")
     if name not in SCHEDULES:
         raise unknown_name("schedule", name, SCHEDULES)
+    check_ranges(config.optimizer, {"learning_rate": _POSITIVE}, "optimizer.")
+    check_ranges(cfg, SCHEDULE_RANGES, "schedule.")
     lr = float(config.optimizer.learning_rate)
-    if not lr > 0:
-        raise ConfigError(f"optimizer.learning_rate must be > 0, got {lr}")
     total = int(config.num_train_steps)
     try:
         schedule = SCHEDULES[name](lr, cfg, total)
@@ -162,14 +217,13 @@ def make_optimizer(config):
     name = ocfg.name
     if name not in OPTIMIZERS:
         raise unknown_name("optimizer", name, OPTIMIZERS)
+    check_optimizer_config(config)
     schedule = make_schedule(config)
     chain = []
     clip = float(option(config, "grad_clip_norm", 0.0))
     if clip > 0:
         chain.append(optax.clip_by_global_norm(clip))
     wd = float(option(ocfg, "weight_decay", 0.0))
-    if wd < 0:
-        raise ConfigError(f"optimizer.weight_decay must be >= 0, got {wd}")
     if wd > 0 and name != "adamw":
         chain.append(optax.add_decayed_weights(wd, mask=_decay_mask))
     chain.append(OPTIMIZERS[name](schedule, ocfg))
