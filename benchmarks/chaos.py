@@ -70,7 +70,8 @@ def _train(workdir: str, args, signal_after=None, sig=None) -> tuple[int, float,
         for line in child.stdout:
             if STARTED in line:
                 started = time.perf_counter()
-                done, total = (int(x) for x in line.split(", step ")[1].split()[0].split("/"))
+                step = line.split(", step ")[1].split(",")[0]
+                done, total = (int(x) for x in step.split("/"))
                 left = (total - done) / total
                 break
         if signal_after is not None and started is not None:
