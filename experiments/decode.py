@@ -37,6 +37,7 @@ def decode(workdir: str, checkpoint: str, split: str, beam_size: int, show: int)
     """Restores `workdir` and decodes `split`; returns the result written to decode_<split>.json."""
     from dl.errors import ConfigError
     from dl.tools.recurrent import decode_split, restore_run
+    from dl.train.evaluation import write_json, write_or_warn
 
     if beam_size < 1:  # before the run is restored
         raise ConfigError(f"--beam_size must be >= 1 (1: greedy decoding), got {beam_size}")
@@ -49,8 +50,8 @@ def decode(workdir: str, checkpoint: str, split: str, beam_size: int, show: int)
         "step": step,
         **decode_split(exp, state, split, beam_size=beam_size, show=show),
     }
-    with open(os.path.join(workdir, f"decode_{split}.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    path = os.path.join(workdir, f"decode_{split}.json")
+    write_or_warn(path, lambda: write_json(path, result))  # a read-only workdir keeps the result
     return result
 
 

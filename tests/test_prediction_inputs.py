@@ -199,3 +199,23 @@ def test_a_model_handed_in_as_an_object_is_needed_again(tmp_path):
         dl.load(str(tmp_path))
     out = dl.load(str(tmp_path), model=Tiny).predict(np.array([[0.0, 1.0], [1.0, 1.0]]))
     assert out["labels"].shape == (2,)
+
+
+def test_non_finite_inputs_are_refused_naming_the_example(tmp_path):
+    from conftest import run_binary
+
+    workdir = str(tmp_path / "run")
+    train(_short(load_config("mlp_xor"), 4), workdir, stream=io.StringIO())
+    x = np.array([[0.0, 1.0], [1.0, np.nan], [1.0, 1.0]], np.float32)
+    with pytest.raises(ConfigError, match=r"input 'x': example 1 holds nan"):
+        dl.load(workdir).predict(x)
+    np.savez(tmp_path / "in.npz", x=x)
+    out = tmp_path / "out.npz"
+    proc = run_binary(
+        "experiments.predict",
+        f"--workdir={workdir}",
+        f"--input={tmp_path / 'in.npz'}",
+        f"--output={out}",
+    )
+    assert proc.returncode == 2 and "example 1 holds nan" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()

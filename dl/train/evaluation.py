@@ -158,16 +158,16 @@ def evaluate(
     if figures:
         result["figures"] = _figures(exp, evaluator, state, split, workdir)
     path = os.path.join(workdir, f"eval_{split}.json")
-    _write_or_warn(path, lambda: _write_json(path, result))
+    write_or_warn(path, lambda: write_json(path, result))
     return result
 
 
-def _write_json(path: str, value) -> None:
+def write_json(path: str, value) -> None:
     with open(path, "w") as f:
         json.dump(value, f, indent=2)
 
 
-def _write_or_warn(what: str, write, default=None):
+def write_or_warn(what: str, write, default=None):
     """write(), or `default` with a warning naming `what` and the OS error if it fails.
 
     The metrics of an evaluation are its result; a workdir that cannot be
@@ -188,7 +188,7 @@ def _figures(exp, evaluator, state, split: str, workdir: str) -> list[str]:
     """
     outputs, predictions = evaluator.predict(state, split)
     data = exp.dataset.splits[split]
-    written = _write_or_warn(
+    written = write_or_warn(
         f"the {split} figures in {workdir}",
         lambda: exp.task.figures(outputs, predictions, data, split, workdir),
         [],
@@ -196,7 +196,7 @@ def _figures(exp, evaluator, state, split: str, workdir: str) -> list[str]:
     if data["x"].ndim == 4:  # images: the model's first conv layer, if it has one
         variables = {"params": state.params, **state.model_state}
         conv = os.path.join(workdir, "conv")
-        written += _write_or_warn(
+        written += write_or_warn(
             f"the conv figures {conv}_*.png",
             lambda: figures.save_conv_figures(exp.model, variables, data["x"][0], conv),
             [],

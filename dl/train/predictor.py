@@ -24,6 +24,7 @@ import numpy as np
 from absl import logging
 
 from dl.data import Dataset, load_dataset
+from dl.data.arrays import check_finite
 from dl.data.preprocessing import FILE, Preprocessing
 from dl.errors import ConfigError
 from dl.models import fast_paths
@@ -153,6 +154,8 @@ class Predictor:
     def prepare(self, x, fields: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """The model's input fields for raw inputs `x` (see the class docstring)."""
         inputs = dict(x) if isinstance(x, dict) else {"x": x}
+        for name, values in inputs.items():
+            check_finite(np.asarray(values), f"input {name!r}")
         return self.preprocessing.prepare(inputs, fields or self.task.input_fields)
 
     def apply(self, x) -> np.ndarray:
