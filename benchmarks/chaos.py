@@ -193,8 +193,9 @@ def chaos(
         kind = sequence[i] if sequence is not None else kinds[int(rng.integers(len(kinds)))]
         entry = {"fault": kind}
         if kind in ("sigkill", "sigterm"):
-            # A moment drawn over the steps still to train, so that no fault meets a finished run.
-            fraction = float(rng.uniform(0.05, 0.7))  # run_seconds also counts the end (evaluation, plot)
+            # A moment drawn over the steps still to train (run_seconds also counts the
+            # final evaluation and plot, hence 0.7), so that few faults meet a finished run.
+            fraction = float(rng.uniform(0.05, 0.7))
             sig = signal.SIGKILL if kind == "sigkill" else signal.SIGTERM
             rc, seconds, left = _train(work, args, (fraction, run_seconds), sig)
             entry.update(rc=rc, at_fraction_of_the_rest=round(fraction, 3), steps_left=left)
