@@ -105,7 +105,7 @@ def _corrupt(workdir: str, kind: str, rng) -> str:
     files = _data_files(step_dir) if step_dir else []
     if not files:
         return "no checkpoint to corrupt"
-    path = files[int(rng.integers(len(files)))]
+    path = files[int(rng.integers(len(files)))]  # rng: this fault's own stream
     size = os.path.getsize(path)
     if kind == "flip":
         offset, bit = int(rng.integers(size)), int(rng.integers(8))
@@ -172,7 +172,7 @@ def chaos(
       sequence: the faults in order, instead of drawing them.
       steps: the run's num_train_steps.
     """
-    rng = np.random.default_rng(seed)
+    draws = np.random.default_rng(seed)
     args = [a for a in ARGS if "num_train_steps" not in a] + [f"--config.num_train_steps={steps}"]
     kinds = [k for k in KINDS if k != "diskfull" or tmpfs]
     if sequence is not None:
@@ -190,7 +190,10 @@ def chaos(
     work = os.path.join(base, "w")
     record = []
     for i in range(faults):
-        kind = sequence[i] if sequence is not None else kinds[int(rng.integers(len(kinds)))]
+        kind = sequence[i] if sequence is not None else kinds[int(draws.integers(len(kinds)))]
+        # Each fault draws its moment or offsets from a stream of its own, so the
+        # sequence of faults depends on the seed alone, whatever the files are like.
+        rng = np.random.default_rng([seed, i])
         entry = {"fault": kind}
         if kind in ("sigkill", "sigterm"):
             # A moment drawn over the steps still to train (run_seconds also counts the
