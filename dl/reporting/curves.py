@@ -13,8 +13,6 @@ from __future__ import annotations
 import math
 import os
 
-from matplotlib.figure import Figure
-
 from dl.reporting.metrics_file import RUN_FIELDS, as_number, read_events, series
 
 MAX_METRIC_PANELS = 3
@@ -80,6 +78,8 @@ def plot_learning_curves(
     Raises:
       ConfigError: the metrics file cannot be read.
     """
+    from matplotlib.figure import Figure  # slow to import: loaded when a figure is drawn
+
     events = read_events(metrics_jsonl_path)
     curves = {s: series(events, s, "loss") for s in ("train", "validation")}
     if not any(steps for steps, _ in curves.values()):

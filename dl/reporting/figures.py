@@ -7,12 +7,12 @@ renders PNGs with Agg) and leaves the backend of a notebook or a script alone.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # Inches per character of an 8-point tick label, to leave room for class names.
 _CHAR_INCHES = 0.075
@@ -37,6 +37,8 @@ def save_confusion(cm: np.ndarray, stem: str, class_names=None, title: str = "")
     names; long names on the x axis are rotated, and each cell shows its
     count while there are at most 30 classes.
     """
+    from matplotlib.figure import Figure  # slow to import: loaded when a figure is drawn
+
     names = [str(c) for c in (class_names or range(len(cm)))]
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = np.diag(cm) / cm.sum(1)
@@ -86,6 +88,8 @@ def _grid(n: int) -> tuple[int, int]:
 
 def _tile_figure(n: int, tile: float) -> tuple[Figure, list]:
     """A figure of n square tiles with room for titles and a colour bar on the right."""
+    from matplotlib.figure import Figure  # slow to import: loaded when a figure is drawn
+
     rows, cols = _grid(n)
     fig = Figure(
         figsize=(max(4.0, cols * tile + 1.3), max(3.0, rows * (tile + 0.2) + 0.7)),
@@ -105,6 +109,10 @@ def save_kernels(kernel: np.ndarray, path: str, title: str = "first-layer kernel
     colour), others as the mean over their input channels (blue negative, red
     positive). Each tile is titled with its output channel's index.
     """
+    from matplotlib import colormaps  # slow to import: loaded when a figure is drawn
+    from matplotlib.cm import ScalarMappable  # slow to import: loaded when a figure is drawn
+    from matplotlib.colors import Normalize  # slow to import: loaded when a figure is drawn
+
     kernel = np.asarray(kernel, np.float32)
     n, rgb = kernel.shape[-1], kernel.shape[2] == 3
     tiles = kernel if rgb else kernel.mean(axis=2)  # [kh, kw, (3,) out]
@@ -137,6 +145,10 @@ def save_feature_maps(
     The maps share one colour scale (the colour bar), so the tiles show
     which channels respond most; each is titled with its channel's index.
     """
+    from matplotlib import colormaps  # slow to import: loaded when a figure is drawn
+    from matplotlib.cm import ScalarMappable  # slow to import: loaded when a figure is drawn
+    from matplotlib.colors import Normalize  # slow to import: loaded when a figure is drawn
+
     maps = np.asarray(maps, np.float32)
     n = maps.shape[-1]
     norm = Normalize(float(maps.min()), float(maps.max()))
@@ -157,6 +169,8 @@ def save_feature_maps(
 
 def save_kernel_pair(true_kernel: np.ndarray, learned: np.ndarray, path: str) -> None:
     """The true and the learned 2-D kernel side by side, with their values."""
+    from matplotlib.figure import Figure  # slow to import: loaded when a figure is drawn
+
     limit = float(np.abs(true_kernel).max()) + 1e-9
     fig = Figure(figsize=(6, 3), layout="constrained")
     axes = fig.subplots(1, 2)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
 import numpy as np
-from matplotlib.figure import Figure
 
 from dl.errors import ConfigError
 
@@ -141,6 +139,9 @@ def draw_detections(
     Returns:
       The path written.
     """
+    from matplotlib import colormaps  # slow to import: loaded when a figure is drawn
+    from matplotlib.figure import Figure  # slow to import: loaded when a figure is drawn
+
     images = np.asarray(images, np.float32)
     if images.ndim == 3:
         images = images[..., None]  # [n, H, W, 1]
@@ -151,7 +152,7 @@ def draw_detections(
     rows = -(-n // cols)
     fig = Figure(figsize=(3 * cols, 3 * rows + 0.5), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
-    colours = matplotlib.colormaps["tab10"]
+    colours = colormaps["tab10"]
 
     def name(c: int) -> str:
         return class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
