@@ -112,6 +112,21 @@ def test_no_module_imports_a_higher_layer_or_a_neighbour():
     assert not bad, "imports against the layers:\n  " + "\n  ".join(sorted(bad))
 
 
+def test_no_module_imports_from_its_own_package_init():
+    """`from dl.train import x` inside dl/train/ runs dl/train/__init__.py, which imports
+    the package's modules, this one among them: a cycle through the package. Import
+    the module itself (`import dl.train.x as x`, `from dl.train.x import y`)."""
+    bad = []
+    for module, path in MODULES.items():
+        if path.endswith("__init__.py"):
+            continue
+        ancestors = {module.rsplit(".", k)[0] for k in range(1, module.count(".") + 1)}
+        for node in ast.walk(ast.parse(open(path).read())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in ancestors:
+                bad.append(f"{module}: from {node.module} import ... (line {node.lineno})")
+    assert not bad, "imports through the package's own __init__:\n  " + "\n  ".join(bad)
+
+
 def test_no_import_cycle():
     graph = _graph()
     # A package's __init__ re-exports its modules; an edge into the package is

@@ -25,8 +25,9 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
+import dl.train.checksums as checksums
+import dl.train.orbax_noise as orbax_noise
 from dl.errors import ConfigError, WriteError
-from dl.train import checksums, orbax_noise
 
 LATEST, BEST = "checkpoints", "best"
 _WARNED: set = set()  # (directory, name) of non-step directories already warned about
