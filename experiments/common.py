@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -171,3 +172,18 @@ def guard(fn):
         return fn()
     except ConfigError as e:
         fail(str(e))
+
+
+def read_workdir(fn) -> None:
+    """The main of a binary that reads a workdir: prints fn()'s result as one JSON line.
+
+    A ConfigError exits 2 and a checkpoint that cannot be restored exits 4,
+    each with its message and no traceback.
+    """
+    from dl.train import CheckpointError  # after setup_jax: jax.distributed comes first
+
+    try:
+        result = guard(fn)
+    except CheckpointError as e:
+        fail(str(e), EXIT_NO_CHECKPOINT)
+    print(json.dumps(result), flush=True)

@@ -16,7 +16,6 @@ be restored.
 
 from __future__ import annotations
 
-import json
 import os
 
 from absl import app, flags
@@ -58,17 +57,9 @@ def decode(workdir: str, checkpoint: str, split: str, beam_size: int, show: int)
 def main(argv):
     common.reject_positional(argv)
     common.setup_jax()
-    from dl.train import CheckpointError
-
-    try:
-        result = common.guard(
-            lambda: decode(
-                FLAGS.workdir, FLAGS.checkpoint, FLAGS.split, FLAGS.beam_size, FLAGS.show
-            )
-        )
-    except CheckpointError as e:
-        common.fail(str(e), common.EXIT_NO_CHECKPOINT)
-    print(json.dumps(result), flush=True)
+    common.read_workdir(
+        lambda: decode(FLAGS.workdir, FLAGS.checkpoint, FLAGS.split, FLAGS.beam_size, FLAGS.show)
+    )
 
 
 if __name__ == "__main__":

@@ -71,15 +71,9 @@ def _write(path: str, data: bytes) -> None:
 def main(argv):
     common.reject_positional(argv)
     common.setup_jax()
-    from dl.train import CheckpointError
-
-    try:
-        result = common.guard(
-            lambda: export(FLAGS.workdir, FLAGS.checkpoint, FLAGS.output, FLAGS.platforms)
-        )
-    except CheckpointError as e:
-        common.fail(str(e), common.EXIT_NO_CHECKPOINT)
-    print(json.dumps(result), flush=True)
+    common.read_workdir(
+        lambda: export(FLAGS.workdir, FLAGS.checkpoint, FLAGS.output, FLAGS.platforms)
+    )
 
 
 if __name__ == "__main__":

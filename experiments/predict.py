@@ -24,7 +24,6 @@ checkpoint could be restored.
 
 from __future__ import annotations
 
-import json
 import os
 
 from absl import app, flags
@@ -67,15 +66,7 @@ def predict(workdir: str, checkpoint: str, input_path: str, output: str) -> dict
 def main(argv):
     common.reject_positional(argv)
     common.setup_jax()
-    from dl.train import CheckpointError
-
-    try:
-        result = common.guard(
-            lambda: predict(FLAGS.workdir, FLAGS.checkpoint, FLAGS.input, FLAGS.output)
-        )
-    except CheckpointError as e:
-        common.fail(str(e), common.EXIT_NO_CHECKPOINT)
-    print(json.dumps(result), flush=True)
+    common.read_workdir(lambda: predict(FLAGS.workdir, FLAGS.checkpoint, FLAGS.input, FLAGS.output))
 
 
 if __name__ == "__main__":
