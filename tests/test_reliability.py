@@ -260,14 +260,7 @@ def test_evaluate_while_training_writes_reads_committed_steps_and_changes_nothin
     exp = build(c)
 
     def start(workdir):
-        with open(tmp_path / f"{workdir.name}.err", "w") as err:
-            return subprocess.Popen(
-                [sys.executable, "-m", "experiments.train", *args, f"--workdir={workdir}"],
-                cwd=ROOT,
-                env=dict(os.environ, JAX_PLATFORMS="cpu"),
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
+        return _start_training(args, workdir, tmp_path / f"{workdir.name}.err")
 
     # "alone" is the same run without readers, at the same time.
     work, alone = tmp_path / "run", tmp_path / "alone"

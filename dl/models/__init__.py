@@ -215,12 +215,7 @@ def model_config(name: str, **fields) -> ml_collections.ConfigDict:
     """
     constructor = model_constructor(name)
     known = model_fields(constructor)
-    unknown = sorted(set(fields) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"model {name!r} has no field(s) {', '.join(unknown)}; its fields are: "
-            f"{', '.join(sorted(known))}"
-        )
+    _refuse_unknown(name, fields, known)
     check_fields(constructor, fields)
     section = {"name": name}
     for key, default in known.items():
@@ -231,6 +226,16 @@ def model_config(name: str, **fields) -> ml_collections.ConfigDict:
         ):
             section[key] = default
     return ml_collections.ConfigDict(section)
+
+
+def _refuse_unknown(name, given, known) -> None:
+    """ConfigError naming the fields of `given` that the model does not have, and its fields."""
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"model {name!r} has no field(s) {', '.join(unknown)}; its fields are: "
+            f"{', '.join(sorted(known))}"
+        )
 
 
 def _is_config_value(value) -> bool:
@@ -265,12 +270,7 @@ def build_model(
         _check_constructor(model, str(name)) if model is not None else model_constructor(name)
     )
     fields = model_fields(constructor)
-    unknown = sorted(set(cfg) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"model {name!r} has no field(s) {', '.join(unknown)}; its fields are: "
-            f"{', '.join(sorted(fields))}"
-        )
+    _refuse_unknown(name, cfg, fields)
     if "num_outputs" in fields:
         given = cfg.get("num_outputs")
         if given is not None and num_outputs is not None and int(given) != num_outputs:
