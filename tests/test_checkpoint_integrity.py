@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import config_path, load_config, run_binary
-from dl.train import CheckpointError, Checkpoints, build, train
+from dl.train import Action, CheckpointError, Checkpoints, build, train
 from dl.train.checkpoint import abstract
 
 
@@ -185,3 +185,39 @@ def test_a_directory_not_named_as_a_step_is_left_alone(tmp_path):
         assert json.loads(proc.stdout.split("summary ", 1)[1].splitlines()[0])["step"] == steps
     assert os.path.isdir(tmp_path / "checkpoints" / "0400")
     assert Checkpoints(str(tmp_path), read_only=True).steps() == [40, 60, 80]
+
+
+
+class _StopAt(Action):
+    name = "stop_at"
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_start(self, loop):
+        if loop.step >= self.step:
+            loop.stop("test")
+
+    def due(self, loop):
+        return loop.step >= self.step
+
+    def run(self, loop):
+        loop.stop("test")
+
+
+def test_a_best_step_lost_with_its_write_is_written_again_on_resume(tmp_path):
+    # A full disk can fail best/'s write of a step whose checkpoints/ write
+    # committed: the resumed run writes best/ again, from that same state.
+    c = digits_config(steps=60)
+    c.best_metric = "accuracy"
+    workdir = str(tmp_path)
+    train(c, workdir, stream=io.StringIO(), callbacks=[_StopAt(40)])
+    exp = build(c)
+    ckpts = Checkpoints(workdir, read_only=True)
+    assert ckpts.steps() == [20, 40] and ckpts.steps("best") == [40]
+    written = ckpts.restore(exp.abstract_state(), "best")[0]
+    shutil.rmtree(os.path.join(workdir, "best", "40"))
+    train(c, workdir, stream=io.StringIO(), callbacks=[_StopAt(40)])
+    again = Checkpoints(workdir, read_only=True)
+    assert again.steps("best") == [40]
+    assert same(again.restore(exp.abstract_state(), "best")[0], written)

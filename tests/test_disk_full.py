@@ -6,6 +6,7 @@ skips and says why.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -85,17 +86,26 @@ def test_a_full_disk_stops_with_exit_74_keeps_earlier_steps_and_resumes_exactly(
     assert (out / "first.rc").read_text().strip() == "74", first_err
     lines = [line for line in first_err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: checkpoint step "), first_err
-    assert "No space left on device" in lines[0] and "/checkpoints/" in lines[0]
-    failed_step = int(lines[0].split("checkpoint step ")[1].split()[0])
+    # Either writer may meet the full disk first: the latest checkpoints or best/.
+    match = re.search(r"could not be written to (\S+)/(checkpoints|best)/(\d+): ", lines[0])
+    assert match and match.group(1) == str(tmp_path / "mnt" / "w"), lines[0]
+    assert "No space left on device" in lines[0], lines[0]
+    kind, failed_step = match.group(2), int(match.group(3))
     # Training stopped at the failed save instead of carrying on.
     steps_logged = [e["step"] for e in _train_events(out / "after_failure")]
     assert max(steps_logged) <= failed_step + 20
-    # The steps committed before are intact: listed, verified, and none at or after the failure.
+    # The steps committed before are intact: listed and verified, in both
+    # directories, and none at or after the failure where the write failed.
     kept = Checkpoints(str(out / "after_failure"), read_only=True)
     exp = build(load_config("mlp_digits"))
-    assert kept.steps() and max(kept.steps()) < failed_step
+    assert kept.steps(kind) == [] or max(kept.steps(kind)) < failed_step
+    assert kept.steps()
     for step in kept.steps():
         assert kept.restore(exp.abstract_state(), step)[2] == step
+    for step in kept.steps("best"):
+        assert step <= failed_step
+    if kept.steps("best"):
+        assert kept.restore(exp.abstract_state(), "best")[2] == max(kept.steps("best"))
 
     assert (out / "second.rc").read_text().strip() == "0", (out / "second.err").read_text()
     straight = tmp_path / "straight"
@@ -103,4 +113,6 @@ def test_a_full_disk_stops_with_exit_74_keeps_earlier_steps_and_resumes_exactly(
     c = load_config("mlp_digits")
     c.num_train_steps = 100
     _same_states(str(straight), str(out / "final"), build(c))
+    final = Checkpoints(str(out / "final"), read_only=True)
+    assert final.steps("best") == Checkpoints(str(straight), read_only=True).steps("best")
     assert _train_events(straight) == _train_events(out / "final")

@@ -23,6 +23,7 @@ hooks it needs and call `loop.stop(reason)` to end training.
 from __future__ import annotations
 
 import numpy as np
+from absl import logging
 
 from dl.errors import ConfigError, Preempted
 from dl.reporting import format_metrics
@@ -181,6 +182,21 @@ class KeepBest(Action):
         self.value: float | None = None
         self.step: int | None = None
 
+    def on_start(self, loop) -> None:
+        # A run stopped by a failed write of best/ (a full disk) may have
+        # committed checkpoints/ at the same step: that state is the best one,
+        # so best/ is written again from it, as the run would have.
+        if self.step is not None and self.step not in loop.ckpts.steps(BEST):
+            if self.step == loop.step:
+                loop.save(BEST)
+            else:
+                logging.warning(
+                    "best/ lacks the best step %d (its write failed); the best checkpoint "
+                    "is %s until the metric improves again",
+                    self.step,
+                    loop.ckpts.steps(BEST) or "none",
+                )
+
     def on_evaluate(self, loop, split: str, metrics: dict) -> None:
         if split != "validation":
             return
@@ -219,6 +235,21 @@ class EarlyStopping(Action):
     def on_start(self, loop) -> None:
         if self.stopped_step is not None:
             loop.stop("early stopping")
+
+    def on_start(self, loop) -> None:
+        # A run stopped by a failed write of best/ (a full disk) may have
+        # committed checkpoints/ at the same step: that state is the best one,
+        # so best/ is written again from it, as the run would have.
+        if self.step is not None and self.step not in loop.ckpts.steps(BEST):
+            if self.step == loop.step:
+                loop.save(BEST)
+            else:
+                logging.warning(
+                    "best/ lacks the best step %d (its write failed); the best checkpoint "
+                    "is %s until the metric improves again",
+                    self.step,
+                    loop.ckpts.steps(BEST) or "none",
+                )
 
     def on_evaluate(self, loop, split: str, metrics: dict) -> None:
         if split != "validation":
