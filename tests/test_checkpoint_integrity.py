@@ -187,7 +187,6 @@ def test_a_directory_not_named_as_a_step_is_left_alone(tmp_path):
     assert Checkpoints(str(tmp_path), read_only=True).steps() == [40, 60, 80]
 
 
-
 class _StopAt(Action):
     name = "stop_at"
 

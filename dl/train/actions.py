@@ -236,21 +236,6 @@ class EarlyStopping(Action):
         if self.stopped_step is not None:
             loop.stop("early stopping")
 
-    def on_start(self, loop) -> None:
-        # A run stopped by a failed write of best/ (a full disk) may have
-        # committed checkpoints/ at the same step: that state is the best one,
-        # so best/ is written again from it, as the run would have.
-        if self.step is not None and self.step not in loop.ckpts.steps(BEST):
-            if self.step == loop.step:
-                loop.save(BEST)
-            else:
-                logging.warning(
-                    "best/ lacks the best step %d (its write failed); the best checkpoint "
-                    "is %s until the metric improves again",
-                    self.step,
-                    loop.ckpts.steps(BEST) or "none",
-                )
-
     def on_evaluate(self, loop, split: str, metrics: dict) -> None:
         if split != "validation":
             return
