@@ -18,6 +18,21 @@ def cfg(**kw):
 
 
 @pytest.mark.parametrize(
+    "loader", ["load_digits", "load_iris", "load_breast_cancer", "load_wine", "load_diabetes"]
+)
+def test_bundled_files_read_directly_equal_scikit_learns_loaders(loader):
+    from sklearn import datasets
+
+    from dl.data.bundled import load
+
+    x, y = load(loader)
+    bunch = getattr(datasets, loader)()
+    assert np.array_equal(x, bunch.data) and np.array_equal(y, bunch.target)
+    if loader == "load_digits":
+        assert np.array_equal(x.reshape(-1, 8, 8), bunch.images)
+
+
+@pytest.mark.parametrize(
     "name,n,kind,classes",
     [
         ("digits", 1797, "classification", 10),

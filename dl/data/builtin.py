@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from dl.config import option
+from dl.data.bundled import load as load_bundled
 from dl.data.source import Source
 from dl.errors import ConfigError
 
@@ -25,23 +26,21 @@ def resize_images(x: np.ndarray, size: int) -> np.ndarray:
 
 def sklearn_bundled(loader_name: str, kind: str, image: bool = False):
     def load(cfg) -> Source:
-        from sklearn import datasets as skd  # heavy (scipy): imported when used
-
-        bunch = getattr(skd, loader_name)()
+        data, target = load_bundled(loader_name)
         info = {"source": f"sklearn.{loader_name}"}
         if image:
-            x = bunch.images.astype(np.float32)[..., None]  # [examples, 8, 8, 1]
+            x = data.reshape(-1, 8, 8, 1).astype(np.float32)  # [examples, 8, 8, 1]
             size = int(option(cfg, "image_size", 0) or 0)
             if size:
                 # New raw images are resized the same way (dl.data.Preprocessing).
                 info["resize"] = {"method": "bilinear", "size": size, "from": list(x.shape[1:])}
                 x = resize_images(x, size)  # [examples, size, size, 1]
         else:
-            x = bunch.data.astype(np.float32)
+            x = data.astype(np.float32)
         if kind == "classification":
-            y = bunch.target.astype(np.int32)
+            y = target.astype(np.int32)
             return Source(x, y, kind, int(y.max()) + 1, info=info)
-        y = bunch.target.astype(np.float32)
+        y = target.astype(np.float32)
         return Source(x, y, kind, info=info)
 
     return load

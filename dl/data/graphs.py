@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dl.data.bundled import load as load_bundled
 from dl.data.graph_checks import check_graph
 from dl.errors import ConfigError
 
@@ -214,10 +215,8 @@ def digits_graphs(connectivity: int = 4, positions: bool = True) -> dict[str, np
 
     Intensities are scaled to [0, 1]; see `image_grid_graphs` for the format.
     """
-    from sklearn.datasets import load_digits  # slow to import (scipy): when used
-
-    digits = load_digits()
-    return image_grid_graphs(digits.images / 16.0, digits.target, connectivity, positions)
+    data, target = load_bundled("load_digits")
+    return image_grid_graphs(data.reshape(-1, 8, 8) / 16.0, target, connectivity, positions)
 
 
 def load_edge_list_npz(path: str, undirected: bool = False) -> dict[str, np.ndarray]:

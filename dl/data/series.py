@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dl.config import option
+from dl.data.bundled import load as load_bundled
 from dl.data.source import Source, num_samples
 from dl.errors import ConfigError
 
@@ -66,12 +67,10 @@ def sequential_digits(cfg) -> Source:
     Returns:
       A classification Source, x [1797, 64 / features_per_step, features_per_step].
     """
-    from sklearn.datasets import load_digits  # slow to import (scipy): when used
-
     f = int(option(cfg, "features_per_step", 8))
     if f < 1 or 64 % f:
         raise ConfigError(f"dataset.features_per_step must divide 64 (1, 2, 4, 8, ...), got {f}")
-    bunch = load_digits()
-    x = bunch.images.astype(np.float32).reshape(len(bunch.images), 64 // f, f)
-    y = bunch.target.astype(np.int32)
+    data, target = load_bundled("load_digits")
+    x = data.astype(np.float32).reshape(len(data), 64 // f, f)
+    y = target.astype(np.int32)
     return Source(x, y, "classification", 10, info={"source": "sklearn.load_digits"})
