@@ -105,9 +105,10 @@ def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5)
 
 
-# Fused calls of 4 steps, and 50 calls between host syncs (more than XLA:CPU
-# can queue across devices without the loop's in-flight limit).
-TOTAL, EVERY = 800, 200
+# Fused calls of 4 steps, and 25 calls between host syncs: more than the
+# loop's in-flight limit on CPU (16), without which XLA:CPU deadlocks
+# on collectives queued across devices.
+TOTAL, EVERY = 400, 100
 PREEMPT_ARGS = [
     f"--config.num_train_steps={TOTAL}",
     "--config.steps_per_call=4",
