@@ -37,6 +37,12 @@ def base_config() -> ml_collections.ConfigDict:
             test_fraction=0.2,
             split_seed=0,
             standardize="feature",
+            # "memory" (every split in host and device memory) or "stream" (read from
+            # disk through Grain as training goes: README, "Data bigger than memory").
+            pipeline="memory",
+            workers=0,  # stream: Grain worker processes that read and decode (0: none)
+            read_threads=2,  # stream: threads reading examples in each process
+            prefetch=4,  # stream: batches each reader prepares ahead
             # Fields of the user's own files (README, "Configs"), unset unless given:
             # --config.dataset.label_column=species works although configs are locked.
             kind=config_dict.placeholder(str),  # npz/csv: "classification" or "regression"

@@ -40,7 +40,17 @@ BASE = {"dl.errors", "dl.config", "dl.boxes", "dl.imports"}
 # its module-level __getattr__, so that `import dl` does not import JAX.
 API = {"dl"}
 # Libraries that may be imported inside a function: slow to import, or optional.
-HEAVY = {"matplotlib", "torch", "sklearn", "scipy", "networkx", "safetensors"}
+HEAVY = {
+    "matplotlib",
+    "torch",
+    "sklearn",
+    "scipy",
+    "networkx",
+    "safetensors",
+    "grain",
+    "array_record",
+    "pyarrow",
+}
 MAX_FILE_LINES = 450
 MAX_FUNCTION_LINES = 80
 

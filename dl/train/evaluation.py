@@ -18,8 +18,8 @@ from dl.config import upgrade
 from dl.errors import ConfigError
 from dl.reporting import figures
 from dl.train.checkpoint import CheckpointError, Checkpoints
-from dl.train.evaluator import Evaluator, device_arrays
 from dl.train.experiment import build
+from dl.train.stream_feeder import evaluator_for
 
 
 def read_run_config(workdir: str) -> ml_collections.ConfigDict:
@@ -143,9 +143,7 @@ def evaluate(
             f"the {split} split of dataset {exp.dataset.name!r} has no examples (split sizes "
             f"{sizes}); evaluate another --split, or other data (--dataset.name=...)"
         )
-    evaluator = Evaluator(
-        exp, device_arrays(exp.dataset, exp.mesh), int(config.get("eval_batch_size", 256))
-    )
+    evaluator = evaluator_for(exp, int(config.get("eval_batch_size", 256)))
     metrics = evaluator(state, split)
     result = {
         "workdir": os.path.abspath(workdir),
@@ -187,7 +185,8 @@ def _figures(exp, evaluator, state, split: str, workdir: str) -> list[str]:
       The files written (those that could not be are warned about).
     """
     outputs, predictions = evaluator.predict(state, split)
-    data = exp.dataset.splits[split]
+    # A streamed split is not in memory: its fields but x, and x's first example.
+    data = getattr(evaluator, "fields", None) or exp.dataset.splits[split]
     written = write_or_warn(
         f"the {split} figures in {workdir}",
         lambda: exp.task.figures(outputs, predictions, data, split, workdir),

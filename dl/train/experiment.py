@@ -17,6 +17,7 @@ import ml_collections
 from dl.config import Range, check_ranges
 from dl.data import Dataset, load_dataset
 from dl.data.augment import make_augment
+from dl.data.stream import StreamDataset, is_streamed, load_stream_dataset
 from dl.errors import ConfigError
 from dl.imports import MARKER, import_path_of, record_name
 from dl.models import build_model, instance_fields
@@ -33,6 +34,11 @@ RUN_RANGES = {
     "": {"keep_checkpoints": Range(1, integer=True), "target_value": Range()},
     "early_stopping": {"patience": Range(0, integer=True), "min_delta": Range(0)},
     "nonfinite": {"max_consecutive_skips": Range(0, integer=True)},
+    "dataset": {
+        "workers": Range(0, integer=True),
+        "read_threads": Range(1, integer=True),
+        "prefetch": Range(1, integer=True),
+    },
 }
 
 
@@ -187,6 +193,8 @@ def build(config, *, model=None, dataset=None, task=None) -> Experiment:
     ('digits', 'classification', 10)
     """
     check_numbers(config)
+    if dataset is None and is_streamed(config.dataset):
+        return assemble(config, load_stream_dataset(config.dataset), model=model, task=task)
     return assemble(config, load_dataset(config.dataset, dataset), model=model, task=task)
 
 
@@ -206,6 +214,12 @@ def assemble(config, data: Dataset, *, model=None, task=None) -> Experiment:
     """
     task_ = make_task(config.task, data, task)
     model_ = build_model(config.model, task_.num_outputs(), dtype=config.get("dtype"), model=model)
+    if isinstance(data, StreamDataset) and getattr(model_, "init_from_data", None) is not None:
+        raise ConfigError(
+            f"model {config.model.name!r} sets variables from the whole training split "
+            "(init_from_data), which the streaming pipeline does not hold; use "
+            "dataset.pipeline='memory'"
+        )
     problem = task_.check_model(model_)  # e.g. vocabulary sizes against the data
     if problem:
         raise ConfigError(problem)

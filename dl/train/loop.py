@@ -22,6 +22,7 @@ from absl import logging
 
 import dl.train.actions as A
 from dl.data.preprocessing import FILE as PREPROCESSING_FILE
+from dl.data.stream import StreamDataset
 from dl.errors import ConfigError, NonFiniteError
 from dl.reporting import (
     MetricWriter,
@@ -33,7 +34,6 @@ from dl.reporting import (
 from dl.reporting.curves import plot_learning_curves
 from dl.train.checkpoint import BEST, LATEST, Checkpoints
 from dl.train.compilations import CompilationCounter
-from dl.train.evaluator import Evaluator, device_arrays
 from dl.train.experiment import Experiment, build, check_intervals, recorded_config
 from dl.train.feeder import Feeder
 from dl.train.finetune import initial_weights
@@ -43,6 +43,7 @@ from dl.train.resume import check_resumable, config_to_dict
 from dl.train.sharding import is_lead, put_replicated, sync, to_host
 from dl.train.state import TrainState, param_count
 from dl.train.step import all_finite, nonfinite_advice
+from dl.train.stream_feeder import InputPosition, StreamEvaluator, StreamFeeder, evaluator_for
 from dl.train.window import TrainWindow
 from dl.train.workdir_lock import hold_workdir
 
@@ -103,18 +104,10 @@ def train(
             _write_json(os.path.join(workdir, "config.json"), config_dict)
         writer = MetricWriter(workdir, resume_step) if is_lead() else NullWriter()
         stack.callback(writer.close)
-        arrays = device_arrays(exp.dataset, exp.mesh)
-        feeder = Feeder(
-            exp,
-            arrays["train"],
-            batch_size=intervals["batch_size"],
-            steps_per_call=intervals["steps_per_call"],
-            seed=int(config.seed),
-            first_step=int(to_host(state.step)),
-        )
+        feeder, evaluator = _inputs(exp, intervals, int(to_host(state.step)), actions, stack)
         compile_seconds = feeder.compile(state)
         loop = Loop(config, workdir, exp, ckpts, writer, stream, actions, compilations, config_dict)
-        loop.start(state, feeder, Evaluator(exp, arrays, int(config.eval_batch_size)))
+        loop.start(state, feeder, evaluator)
         loop.progress.log(
             f"{config.get('name', '') or 'experiment'}: model {config.model.name}, "
             f"{param_count(state.params):,} parameters, dataset {exp.dataset.name} "
@@ -128,6 +121,25 @@ def train(
     return summary
 
 
+def _inputs(exp: Experiment, intervals: dict, first_step: int, actions, stack):
+    """The feeder of the training call and the evaluator, for in-memory or streamed data."""
+    config = exp.config
+    common = dict(
+        batch_size=intervals["batch_size"],
+        steps_per_call=intervals["steps_per_call"],
+        seed=int(config.seed),
+        first_step=first_step,
+    )
+    if isinstance(exp.dataset, StreamDataset):
+        (position,) = [a for a in actions if isinstance(a, InputPosition)]
+        feeder = StreamFeeder(exp, position=position.loaded, **common)
+        stack.callback(feeder.close)
+        position.feeder = feeder
+        return feeder, StreamEvaluator(exp, int(config.eval_batch_size))
+    evaluator = evaluator_for(exp, int(config.eval_batch_size))
+    return Feeder(exp, evaluator.arrays["train"], **common), evaluator
+
+
 def make_actions(config, exp: Experiment, intervals: dict, flag, callbacks=()) -> list:
     """The loop's actions for a config, in the order they run after a call.
 
@@ -137,6 +149,8 @@ def make_actions(config, exp: Experiment, intervals: dict, flag, callbacks=()) -
     last, so that a stop asked for at a step is saved at that step.
     """
     out = [A.Preemption(flag), A.LogMetrics(intervals["log_every_steps"])]
+    if isinstance(exp.dataset, StreamDataset):
+        out.append(InputPosition())  # where the streamed input is, saved with each checkpoint
     out.append(A.Evaluate(intervals["eval_every_steps"]))
     metric = config.get("best_metric", "") or ""
     early = config.get("early_stopping", {})
@@ -201,7 +215,7 @@ class Loop:
     def step(self) -> int:
         return self.feeder.step
 
-    def start(self, state, feeder: Feeder, evaluator: Evaluator) -> None:
+    def start(self, state, feeder, evaluator) -> None:
         """Sets the state to train from and tells the actions training starts."""
         self.state, self.feeder, self.evaluator = state, feeder, evaluator
         self.progress = Progress(self.total, self.step, stream=self.stream)
@@ -294,6 +308,9 @@ class Loop:
         result["epoch"] = self.feeder.epoch()
         result["host_rss_mb"] = round(host_rss_mb(), 2)
         result["compilations"] = self.compilations.count
+        take_waited = getattr(self.feeder, "take_waited", None)
+        if take_waited is not None:  # the streamed input: the share of time spent waiting for it
+            result["input_wait_fraction"] = round(take_waited() / elapsed, 4)
         self.writer.write(self.step, "train", result)
         if self.progress.tty:  # the bar shows the loss; a log file gets every train metric
             self.progress.update(self.step, {"loss": result.get("loss", float("nan"))})

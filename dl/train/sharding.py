@@ -43,6 +43,23 @@ def put_replicated(tree, mesh: Mesh):
     return jax.tree_util.tree_map(put, tree)
 
 
+def put_batches(tree, mesh: Mesh, axis: int = 0):
+    """This process's share of host batches -> global arrays split over the mesh along `axis`.
+
+    Each process hands in its own examples of every batch (the streaming
+    pipeline reads only those); the global batch is theirs in process order.
+    """
+    sharding = NamedSharding(mesh, PartitionSpec(*([None] * axis), DATA))
+
+    def put(x):
+        x = np.asarray(x)
+        shape = list(x.shape)
+        shape[axis] *= jax.process_count()
+        return jax.make_array_from_process_local_data(sharding, x, tuple(shape))
+
+    return jax.tree_util.tree_map(put, tree)
+
+
 def shard_batch(batch, mesh: Mesh | None):
     """Constrains every field of a batch to be split over the mesh along its first axis."""
     if mesh is None or mesh.size == 1:

@@ -240,6 +240,7 @@ class Steps:
         self.train_many = jax.jit(
             self._train_many, donate_argnums=0, static_argnames=("steps", "batch_size")
         )
+        self.train_window = jax.jit(self._train_window, donate_argnums=0, static_argnames="steps")
         self.evaluate_all = jax.jit(self._evaluate_all)
         self.predict_all = jax.jit(self._predict_all)
 
@@ -292,6 +293,22 @@ class Steps:
         if steps == 1:
             return one(state)  # metrics of one step: scalars, no stacking
         return jax.lax.scan(lambda s, _: one(s), state, None, length=steps)
+
+    def _train_window(self, state, batches, *, steps: int):
+        """`steps` training steps in one call, on batches handed in (the streamed input).
+
+        Args:
+          state: the train state (donated).
+          batches: field -> [steps, batch, ...], split over the devices along the batch.
+          steps: static number of steps (config steps_per_call).
+        """
+
+        def one(state, batch):
+            return self.train_step(state, shard_batch(batch, self.mesh))
+
+        if steps == 1:
+            return one(state, jax.tree_util.tree_map(lambda a: a[0], batches))
+        return jax.lax.scan(one, state, batches)
 
     def _evaluate_all(self, state, arrays, idx, mask):
         """Metric sums over batches idx [batches, batch] with mask [batches, batch]."""

@@ -1,0 +1,213 @@
+"""dl's example records in ArrayRecord shards: the layout, the writer and the reader.
+
+A converted dataset is a directory:
+
+    metadata.json                      fields, splits, kind, classes, statistics
+    train-00000-of-00004.array_record  the training split's examples, in order
+    ...
+    validation-00000-of-00001.array_record
+    test-00000-of-00001.array_record
+
+Every example has the same fields with fixed shapes and dtypes (metadata
+"fields"); a record is the raw bytes of its fields, one after the other, in
+that order, so that a record decodes without a parser and a record of the
+wrong size is caught. The splits are those of the converted source (dl's own
+split, made once, by the converter), so a streamed run trains, validates and
+tests on the same examples as a run of the source in memory.
+
+`RecordShards` reads one split: random access by example index, readers
+opened lazily in each process (Grain's worker processes pickle it), every
+error naming the file and the record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from dl.errors import ConfigError
+
+FORMAT = "dl.records/1"
+METADATA = "metadata.json"
+# One record per group: random access reads one record, not a group of them.
+WRITER_OPTIONS = "group_size:1"
+
+
+class DataError(ConfigError):
+    """A data file that is missing, truncated or does not decode (exit 2)."""
+
+
+def field_spec(example: dict[str, np.ndarray]) -> list[dict]:
+    """The metadata "fields" of one example: name, dtype and shape of each, in record order."""
+    return [
+        {"name": k, "dtype": np.dtype(v.dtype).str, "shape": [int(d) for d in np.shape(v)]}
+        for k, v in example.items()
+    ]
+
+
+def _sizes(spec: list[dict]) -> list[int]:
+    return [int(np.prod(f["shape"], dtype=np.int64)) * np.dtype(f["dtype"]).itemsize for f in spec]
+
+
+def encode(example: dict[str, np.ndarray], spec: list[dict]) -> bytes:
+    """One example as a record: its fields' bytes in the spec's order."""
+    parts = []
+    for f in spec:
+        value = np.asarray(example[f["name"]], dtype=np.dtype(f["dtype"]))
+        if list(value.shape) != f["shape"]:
+            raise ConfigError(
+                f"field {f['name']!r} has shape {list(value.shape)}, the first example "
+                f"{f['shape']}: every example must have the same shapes"
+            )
+        parts.append(value.tobytes())
+    return b"".join(parts)
+
+
+def decode(record: bytes, spec: list[dict], where: str) -> dict[str, np.ndarray]:
+    """A record's fields as arrays; DataError naming `where` if its size is not the spec's."""
+    sizes = _sizes(spec)
+    if len(record) != sum(sizes):
+        raise DataError(
+            f"{where} does not decode: {len(record)} bytes, the metadata's fields "
+            f"({', '.join(f['name'] for f in spec)}) take {sum(sizes)}"
+        )
+    out, offset = {}, 0
+    for f, size in zip(spec, sizes, strict=True):
+        raw = np.frombuffer(
+            record, np.dtype(f["dtype"]), offset=offset, count=size // np.dtype(f["dtype"]).itemsize
+        )
+        out[f["name"]] = raw.reshape(f["shape"])
+        offset += size
+    return out
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    return f"{split}-{index:05d}-of-{count:05d}.array_record"
+
+
+def write_split(directory: str, split: str, examples, count: int, spec: list[dict], shards: int):
+    """Writes `count` examples of `split` into `shards` ArrayRecord files of near-equal size.
+
+    Args:
+      directory: the output directory.
+      split: "train", "validation" or "test".
+      examples: an iterable of example dicts, in order.
+      count: how many it gives.
+      spec: `field_spec` of the examples.
+      shards: the number of files (fewer if there are fewer examples).
+
+    Returns:
+      The metadata of the split: {"records": count, "shards": [{"file", "records"}]}.
+    """
+    from array_record.python.array_record_module import ArrayRecordWriter  # the stream's format
+
+    shards = max(1, min(int(shards), count)) if count else 0
+    bounds = [count * i // shards for i in range(shards + 1)] if shards else [0]
+    out, it = [], iter(examples)
+    for i in range(shards):
+        name = shard_name(split, i, shards)
+        writer = ArrayRecordWriter(os.path.join(directory, name), WRITER_OPTIONS)
+        try:
+            for _ in range(bounds[i + 1] - bounds[i]):
+                writer.write(encode(next(it), spec))
+        finally:
+            writer.close()
+        out.append({"file": name, "records": bounds[i + 1] - bounds[i]})
+    return {"records": int(count), "shards": out}
+
+
+def write_metadata(directory: str, metadata: dict) -> None:
+    """Writes metadata.json last, through a temporary file: a directory without it is no dataset."""
+    path = os.path.join(directory, METADATA)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"format": FORMAT, **metadata}, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def read_metadata(directory: str) -> dict:
+    """A converted dataset's metadata.json, checked; DataError saying what is missing."""
+    if not os.path.isdir(directory):
+        raise DataError(
+            f"array_record dataset not found: {directory!r} is not a directory (write one "
+            "with python -m experiments.convert)"
+        )
+    path = os.path.join(directory, METADATA)
+    try:
+        with open(path) as f:
+            metadata = json.load(f)
+    except FileNotFoundError as e:
+        raise DataError(
+            f"{directory!r} has no {METADATA}: not a dataset written by experiments.convert, "
+            "or its conversion did not finish"
+        ) from e
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read {path!r}: {e}") from e
+    if metadata.get("format") != FORMAT:
+        raise DataError(f"{path!r}: format {metadata.get('format')!r}, dl reads {FORMAT!r}")
+    return metadata
+
+
+class RecordShards:
+    """One split of a converted dataset: example index -> raw example (field -> array).
+
+    Picklable (Grain's worker processes get a copy): the readers are opened
+    lazily, in the process that reads.
+
+    Raises (on open):
+      DataError: a shard is missing, or holds another number of records than
+        the metadata says (truncated, or from another conversion).
+    """
+
+    def __init__(self, directory: str, split: str, metadata: dict):
+        self.directory, self.split, self.spec = directory, split, metadata["fields"]
+        shards = metadata["splits"][split]["shards"]
+        self.paths = [os.path.join(directory, s["file"]) for s in shards]
+        self.starts = np.cumsum([0] + [int(s["records"]) for s in shards])
+        self._readers: dict[int, object] = {}
+        for i, shard in enumerate(shards):
+            found = self._reader(i).num_records()
+            if found != int(shard["records"]):
+                raise DataError(
+                    f"shard {self.paths[i]!r} holds {found} records, the metadata says "
+                    f"{shard['records']}: the file is truncated or from another conversion"
+                )
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_readers"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _readers={})
+
+    def _reader(self, shard: int):
+        if shard not in self._readers:
+            from array_record.python.array_record_module import ArrayRecordReader
+
+            path = self.paths[shard]
+            if not os.path.isfile(path):
+                raise DataError(f"shard {path!r} of split {self.split!r} is missing")
+            try:
+                self._readers[shard] = ArrayRecordReader(path, "readahead_buffer_size:0")
+            except RuntimeError as e:
+                raise DataError(f"cannot open shard {path!r}: {e} (truncated?)") from e
+        return self._readers[shard]
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(shard, record index in the shard) of example `index` of the split."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"example {index} of a split of {len(self)}")
+        shard = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return shard, index - int(self.starts[shard])
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        shard, local = self.locate(int(index))
+        where = f"record {local} of {self.paths[shard]!r}"
+        try:
+            (record,) = self._reader(shard).read([local])
+        except (RuntimeError, OSError) as e:
+            raise DataError(f"cannot read {where}: {e}") from e
+        return decode(record, self.spec, where)
