@@ -49,3 +49,11 @@ class WriteError(RuntimeError):
     What was saved before it is intact; the binaries exit with status 74
     (EX_IOERR) and re-running the same command resumes.
     """
+
+
+class InputWorkerError(RuntimeError):
+    """A worker process of the streamed input died (killed, out of memory).
+
+    The checkpoints written before are intact; the binaries exit with status
+    71 (EX_OSERR) and re-running the same command resumes.
+    """

@@ -14,6 +14,7 @@ from dl.errors import ConfigError
 EXIT_CONFIG = 2  # a flag, config or input that needs changing; the message says what
 EXIT_NONFINITE = 3  # training met non-finite values and stopped
 EXIT_NO_CHECKPOINT = 4  # nothing could be restored
+EXIT_INPUT_WORKER = 71  # a worker process of the streamed input died (EX_OSERR); re-run to resume
 EXIT_IO = 74  # a file of the workdir could not be written (EX_IOERR); what was saved is intact
 EXIT_PREEMPTED = 75  # SIGTERM: checkpoint written at the current step; re-run to resume
 

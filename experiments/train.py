@@ -35,6 +35,7 @@ def main(argv):
     common.reject_positional(argv)
     config = common.load_config_flag("config")
     common.setup_jax()
+    from dl.errors import InputWorkerError
     from dl.train import CheckpointError, NonFiniteError, Preempted, WriteError, train
 
     try:
@@ -47,6 +48,8 @@ def main(argv):
         common.fail(str(e), common.EXIT_PREEMPTED)
     except WriteError as e:
         common.fail(str(e), common.EXIT_IO)
+    except InputWorkerError as e:
+        common.fail(str(e), common.EXIT_INPUT_WORKER)
     except OSError as e:  # a workdir file other than a checkpoint or metrics.jsonl
         common.fail(f"cannot write {e.filename or FLAGS.workdir}: {e.strerror}", common.EXIT_IO)
     from dl.train.sharding import is_lead

@@ -24,6 +24,10 @@ its `splits` holding only a sample of the training split, for shapes.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
+import threading
+import time
 
 import numpy as np
 from absl import flags
@@ -198,13 +202,33 @@ def _read_options(grain, cfg):
     )
 
 
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(0)
+
+
+def worker_init(worker: int, workers: int, *, parent: int) -> None:
+    """Run in each Grain worker: it exits once the training process `parent` is gone.
+
+    A worker outlives a SIGKILLed parent otherwise (spawned processes are
+    not told), holding its memory and the shared-memory blocks. `parent` is
+    the pid the worker was started by, fixed before the start: a worker may
+    only get here after its parent has died.
+    """
+    threading.Thread(
+        target=_exit_with_parent, args=(parent,), name="dl-parent-watch", daemon=True
+    ).start()
+
+
 def _parallel(grain, ds, cfg):
     workers = int(option(cfg, "workers", 0))
     if workers < 0:
         raise ConfigError(f"dataset.workers must be >= 0, got {workers}")
     if workers:
         ds = ds.mp_prefetch(
-            grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=2)
+            grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=2),
+            worker_init_fn=functools.partial(worker_init, parent=os.getpid()),
         )
     return ds
 

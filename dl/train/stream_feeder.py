@@ -15,6 +15,7 @@ last batch padded and masked, one compiled call per batch.
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from dl.data.records import DataError
 from dl.data.stream import StreamDataset, eval_stream, train_stream
-from dl.errors import ConfigError
+from dl.errors import ConfigError, InputWorkerError
 from dl.train.actions import Action
 from dl.train.evaluator import Evaluator, device_arrays
 from dl.train.sharding import put_batches, to_host
@@ -39,14 +40,21 @@ class _Failed:
 
 
 def data_error(e: BaseException) -> BaseException:
-    """An error of the input pipeline (Grain wraps a worker's), as dl reports it."""
+    """An error of the input pipeline as dl reports it (Grain re-raises a worker's as its own)."""
     if isinstance(e, (DataError, ConfigError)):
         return e
     text = str(e)
-    if "DataError" in text or "does not decode" in text or "cannot read" in text:
-        lines = [ln for ln in text.splitlines() if "DataError:" in ln]
-        message = lines[-1].split("DataError:", 1)[1].strip() if lines else text.strip()
-        return DataError(message)
+    died = re.search(r"Worker process was terminated unexpectedly with exit code (-?\d+)", text)
+    if died:
+        code = int(died.group(1))
+        how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        return InputWorkerError(
+            f"a worker process of the streamed input died ({how}; out of memory?); the "
+            "checkpoints written before are kept: run the same command again to resume"
+        )
+    lines = [ln for ln in text.splitlines() if "DataError: " in ln]
+    if lines:
+        return DataError(lines[-1].split("DataError: ", 1)[1].strip())
     return e
 
 
