@@ -105,6 +105,32 @@ def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5)
 
 
+@pytest.mark.slow
+def test_two_processes_streaming_their_shares_match_one_process(tmp_path):
+    from dl.data.convert import convert
+
+    records = str(tmp_path / "records")
+    convert(load_config("mlp_digits").dataset, records, shards=4)
+    stream = [f"--config.dataset.name=array_record:{records}", "--config.dataset.pipeline=stream"]
+    single = tmp_path / "single"
+    proc = run_binary(
+        "experiments.train",
+        f"--config={config_path('mlp_digits')}",
+        f"--workdir={single}",
+        *ARGS,
+        *stream,
+    )
+    assert proc.returncode == 0, proc.stderr
+    multi = tmp_path / "multi"
+    children = start_processes(multi, [*ARGS, *stream])
+    for c, (_, err) in zip(children, finish(children), strict=True):
+        assert c.returncode == 0, err
+    # Each process read only its half of every global batch; together they are the batch.
+    losses = train_losses(single)
+    assert len(losses) == 24
+    np.testing.assert_allclose(train_losses(multi), losses, atol=1e-5, rtol=0)
+
+
 # Fused calls of 4 steps, and 25 calls between host syncs: more than the
 # loop's in-flight limit on CPU (16), without which XLA:CPU deadlocks
 # on collectives queued across devices.

@@ -197,3 +197,15 @@ def test_damaged_or_wrong_files_exit_2_naming_the_file(digits_records, tmp_path)
         assert "Traceback" not in proc.stderr, (key, proc.stderr)
         assert expected[key] in proc.stderr, (key, proc.stderr)
         assert not os.path.exists(tmp_path / f"run-{key}" / "checkpoints")
+
+
+def test_a_streamed_run_predicts_on_raw_inputs_as_its_evaluation_scores(digits_records, tmp_path):
+    import dl
+    from dl.data.pipeline import raw_splits
+
+    c = streamed(digits_records)
+    c.num_train_steps = c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 60
+    summary = train(c, str(tmp_path), stream=io.StringIO())
+    raw = raw_splits(load_config("mlp_digits").dataset)["test"]  # the same split, unprepared
+    labels = dl.load(str(tmp_path)).predict({"x": raw["x"]})["labels"]
+    assert float(np.mean(labels == raw["y"])) == summary["test"]["accuracy"]
