@@ -61,6 +61,7 @@ def make(out: str, gigabytes: float, size: int) -> dict:
             f"--image_size={size}",
             f"--repeat={repeat}",
             "--shards=16",
+            "--compression=uncompressed",  # the bytes on disk are the examples' bytes
             f"--output={out}",
         ]
     )

@@ -38,6 +38,9 @@ flags.DEFINE_integer("channels", None, "As dataset.channels (images).")
 flags.DEFINE_string("label_column", None, "As dataset.label_column (csv, parquet).")
 flags.DEFINE_string("kind", None, "As dataset.kind (npz, csv).")
 flags.DEFINE_integer("repeat", 1, "Write the training split this many times over.")
+flags.DEFINE_enum(
+    "compression", "default", ["default", "uncompressed"], "ArrayRecord's compression, or none."
+)
 flags.mark_flags_as_required(["input", "output"])
 
 FLAGS = flags.FLAGS
@@ -69,7 +72,9 @@ def main(argv) -> None:
     ):
         common.fail(f"--output {FLAGS.output!r} exists and is not an empty directory")
     result = common.guard(
-        lambda: convert(dataset_config(), FLAGS.output, FLAGS.shards, FLAGS.repeat)
+        lambda: convert(
+            dataset_config(), FLAGS.output, FLAGS.shards, FLAGS.repeat, FLAGS.compression
+        )
     )
     print(json.dumps(result), flush=True)
 

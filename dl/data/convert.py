@@ -79,7 +79,7 @@ def _repeated(count: int, examples, times: int):
     return count * times, lambda: (e for _ in range(times) for e in examples())
 
 
-def convert(cfg, output: str, shards: int, repeat: int = 1) -> dict:
+def convert(cfg, output: str, shards: int, repeat: int = 1, compression: str = "default") -> dict:
     """Writes the dataset `cfg` names into `output` (a new or empty directory).
 
     Returns:
@@ -102,7 +102,9 @@ def convert(cfg, output: str, shards: int, repeat: int = 1) -> dict:
     for split in SPLITS:
         if split in splits:
             count, examples = splits[split]
-            written[split] = write_split(output, split, examples(), count, spec, shards)
+            written[split] = write_split(
+                output, split, examples(), count, spec, shards, compression
+            )
     metadata = {
         "source": cfg.name,
         "kind": kind,
@@ -111,6 +113,7 @@ def convert(cfg, output: str, shards: int, repeat: int = 1) -> dict:
         "splits": written,
         "split": {k: cfg.get(k) for k in ("validation_fraction", "test_fraction", "split_seed")},
         "repeat": int(repeat),
+        "compression": compression,
         "info": info,
         "statistics": statistics if repeat == 1 else {},
     }

@@ -33,6 +33,8 @@ FORMAT = "dl.records/1"
 METADATA = "metadata.json"
 # One record per group: random access reads one record, not a group of them.
 WRITER_OPTIONS = "group_size:1"
+# ArrayRecord's compression of each record: its default, or none of it.
+COMPRESSION = {"default": "", "uncompressed": ",uncompressed"}
 
 
 class DataError(ConfigError):
@@ -87,7 +89,15 @@ def shard_name(split: str, index: int, count: int) -> str:
     return f"{split}-{index:05d}-of-{count:05d}.array_record"
 
 
-def write_split(directory: str, split: str, examples, count: int, spec: list[dict], shards: int):
+def write_split(
+    directory: str,
+    split: str,
+    examples,
+    count: int,
+    spec: list[dict],
+    shards: int,
+    compression: str = "default",
+):
     """Writes `count` examples of `split` into `shards` ArrayRecord files of near-equal size.
 
     Args:
@@ -97,6 +107,7 @@ def write_split(directory: str, split: str, examples, count: int, spec: list[dic
       count: how many it gives.
       spec: `field_spec` of the examples.
       shards: the number of files (fewer if there are fewer examples).
+      compression: a key of COMPRESSION.
 
     Returns:
       The metadata of the split: {"records": count, "shards": [{"file", "records"}]}.
@@ -108,7 +119,8 @@ def write_split(directory: str, split: str, examples, count: int, spec: list[dic
     out, it = [], iter(examples)
     for i in range(shards):
         name = shard_name(split, i, shards)
-        writer = ArrayRecordWriter(os.path.join(directory, name), WRITER_OPTIONS)
+        options = WRITER_OPTIONS + COMPRESSION[compression]
+        writer = ArrayRecordWriter(os.path.join(directory, name), options)
         try:
             for _ in range(bounds[i + 1] - bounds[i]):
                 writer.write(encode(next(it), spec))
@@ -185,13 +197,15 @@ class RecordShards:
 
     def _reader(self, shard: int):
         if shard not in self._readers:
-            from array_record.python.array_record_module import ArrayRecordReader
+            from array_record.python import array_record_module  # streamed runs only
 
             path = self.paths[shard]
             if not os.path.isfile(path):
                 raise DataError(f"shard {path!r} of split {self.split!r} is missing")
             try:
-                self._readers[shard] = ArrayRecordReader(path, "readahead_buffer_size:0")
+                self._readers[shard] = array_record_module.ArrayRecordReader(
+                    path, "readahead_buffer_size:0"
+                )
             except RuntimeError as e:
                 raise DataError(f"cannot open shard {path!r}: {e} (truncated?)") from e
         return self._readers[shard]

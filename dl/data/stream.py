@@ -287,4 +287,6 @@ def eval_stream(
     padded = _Padded(data.stream.splits[split], n, data.prepare())
     ds = grain.MapDataset.range(batches * batch_size).map(padded)
     ds = ds.batch(batch_size // processes)[process::processes]
-    return _parallel(grain, ds.to_iter_dataset(_read_options(grain, cfg)), cfg), batches
+    # Read by threads of this process: worker processes would start anew for every
+    # evaluation, and stay beside the training input's.
+    return ds.to_iter_dataset(_read_options(grain, cfg)), batches

@@ -158,7 +158,7 @@ class ParquetRows:
     """Rows of Parquet files; `[i]` reads row i's row group (the last one read is kept)."""
 
     def __init__(self, files: list[str], features: list[str], label: str, list_feature: bool):
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # heavy (Arrow): Parquet inputs only
 
         self.files, self.features, self.label = files, features, label
         self.list_feature = list_feature
@@ -181,7 +181,7 @@ class ParquetRows:
         self.__dict__.update(state, _cached=(None, None))
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # heavy (Arrow): Parquet inputs only
 
         i = int(i)
         g = int(np.searchsorted(self.starts, i, side="right")) - 1
@@ -223,8 +223,8 @@ def _parquet_files(path: str) -> list[str]:
 
 
 def _parquet(path: str, cfg) -> StreamSource:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow as pa  # heavy (Arrow): Parquet inputs only
+    import pyarrow.parquet as pq  # heavy (Arrow): Parquet inputs only
 
     files = _parquet_files(path)
     schemas = []
@@ -276,7 +276,7 @@ def _parquet(path: str, cfg) -> StreamSource:
 
 def _max_label(files: list[str], label: str) -> int:
     """The largest class id of the label column (read alone, one file at a time)."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # heavy (Arrow): Parquet inputs only
 
     best = -1
     for f in files:

@@ -35,7 +35,6 @@ from dl.reporting.curves import plot_learning_curves
 from dl.train.checkpoint import BEST, LATEST, Checkpoints
 from dl.train.compilations import CompilationCounter
 from dl.train.experiment import Experiment, build, check_intervals, recorded_config
-from dl.train.feeder import Feeder
 from dl.train.finetune import initial_weights
 from dl.train.orbax_patch import stop_io_metrics_leak
 from dl.train.preemption import PreemptionFlag
@@ -43,7 +42,7 @@ from dl.train.resume import check_resumable, config_to_dict
 from dl.train.sharding import is_lead, put_replicated, sync, to_host
 from dl.train.state import TrainState, param_count
 from dl.train.step import all_finite, nonfinite_advice
-from dl.train.stream_feeder import InputPosition, StreamEvaluator, StreamFeeder, evaluator_for
+from dl.train.stream_feeder import InputPosition, inputs_for
 from dl.train.window import TrainWindow
 from dl.train.workdir_lock import hold_workdir
 
@@ -104,7 +103,7 @@ def train(
             _write_json(os.path.join(workdir, "config.json"), config_dict)
         writer = MetricWriter(workdir, resume_step) if is_lead() else NullWriter()
         stack.callback(writer.close)
-        feeder, evaluator = _inputs(exp, intervals, int(to_host(state.step)), actions, stack)
+        feeder, evaluator = inputs_for(exp, intervals, int(to_host(state.step)), actions, stack)
         compile_seconds = feeder.compile(state)
         loop = Loop(config, workdir, exp, ckpts, writer, stream, actions, compilations, config_dict)
         loop.start(state, feeder, evaluator)
@@ -119,25 +118,6 @@ def train(
         if is_lead():  # under the workdir's lock still
             _write_json(os.path.join(workdir, "summary.json"), summary)
     return summary
-
-
-def _inputs(exp: Experiment, intervals: dict, first_step: int, actions, stack):
-    """The feeder of the training call and the evaluator, for in-memory or streamed data."""
-    config = exp.config
-    common = dict(
-        batch_size=intervals["batch_size"],
-        steps_per_call=intervals["steps_per_call"],
-        seed=int(config.seed),
-        first_step=first_step,
-    )
-    if isinstance(exp.dataset, StreamDataset):
-        (position,) = [a for a in actions if isinstance(a, InputPosition)]
-        feeder = StreamFeeder(exp, position=position.loaded, **common)
-        stack.callback(feeder.close)
-        position.feeder = feeder
-        return feeder, StreamEvaluator(exp, int(config.eval_batch_size))
-    evaluator = evaluator_for(exp, int(config.eval_batch_size))
-    return Feeder(exp, evaluator.arrays["train"], **common), evaluator
 
 
 def make_actions(config, exp: Experiment, intervals: dict, flag, callbacks=()) -> list:
@@ -210,6 +190,7 @@ class Loop:
         self.stop_reason: str | None = None
         self.window, self.pending, self._synced = TrainWindow(), [], True
         self._preprocessing_saved = False
+        self.last_train: dict | None = None  # the task metrics of the last logged window
 
     @property
     def step(self) -> int:
@@ -251,7 +232,15 @@ class Loop:
             "compile_seconds": round(compile_seconds, 3),
             "seconds": round(seconds, 3),
         }
+        # A streamed training split may be far larger than memory: the summary gives the
+        # last logged window's training metrics rather than a whole pass over it.
+        streamed = isinstance(self.exp.dataset, StreamDataset)
         for split in ("train", "validation", "test"):
+            if split == "train" and streamed:
+                summary["train"] = dict(
+                    self.last_train or {}, evaluated="the last logged window, in training mode"
+                )
+                continue
             summary[split] = self.evaluator(self.state, split)
         if self.stop_reason is not None:
             summary["stopped"] = {"step": self.step, "reason": self.stop_reason}
@@ -302,6 +291,9 @@ class Loop:
             return None
         now = time.perf_counter()
         result = self.window.result()
+        self.last_train = {
+            k: v for k, v in result.items() if k not in ("learning_rate", "grad_norm")
+        }
         elapsed = max(now - self._window_time, 1e-9)
         result["steps_per_second"] = (self.step - self._window_start) / elapsed
         result["param_norm"] = float(to_host(_global_norm(self.state.params)))

@@ -28,6 +28,7 @@ from dl.data.stream import StreamDataset, eval_stream, train_stream
 from dl.errors import ConfigError, InputWorkerError
 from dl.train.actions import Action
 from dl.train.evaluator import Evaluator, device_arrays
+from dl.train.feeder import Feeder
 from dl.train.sharding import put_batches, to_host
 from dl.train.step import finalize
 
@@ -290,3 +291,22 @@ def evaluator_for(experiment, batch_size: int):
     if isinstance(experiment.dataset, StreamDataset):
         return StreamEvaluator(experiment, batch_size)
     return Evaluator(experiment, device_arrays(experiment.dataset, experiment.mesh), batch_size)
+
+
+def inputs_for(exp, intervals: dict, first_step: int, actions, stack):
+    """The feeder of the training call and the evaluator, for in-memory or streamed data."""
+    config = exp.config
+    common = dict(
+        batch_size=intervals["batch_size"],
+        steps_per_call=intervals["steps_per_call"],
+        seed=int(config.seed),
+        first_step=first_step,
+    )
+    if isinstance(exp.dataset, StreamDataset):
+        (position,) = [a for a in actions if isinstance(a, InputPosition)]
+        feeder = StreamFeeder(exp, position=position.loaded, **common)
+        stack.callback(feeder.close)
+        position.feeder = feeder
+        return feeder, StreamEvaluator(exp, int(config.eval_batch_size))
+    evaluator = evaluator_for(exp, int(config.eval_batch_size))
+    return Feeder(exp, evaluator.arrays["train"], **common), evaluator
