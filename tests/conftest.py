@@ -26,18 +26,120 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 def run_binary(
     module: str, *args: str, timeout: float = 300, env: dict | None = None, cwd: str = ROOT
 ):
-    """Runs `python -m module args...` (from the repository root by default)."""
+    """Runs `python -m module args...` (from the repository root by default).
+
+    The binary runs in a process of its own, forked from one per test worker
+    that has imported the heavy libraries once (`_Zygote`): its `__main__`,
+    its flags, its exit status and its output are those of `python -m`,
+    without paying Python's and JAX's start-up again. With `env` it runs in a
+    fresh interpreter (an environment variable may be read at import).
+    """
     full_env = dict(os.environ)
     full_env.setdefault("JAX_PLATFORMS", "cpu")
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
+    if env:
+        full_env.update(env)
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
+        )
+    return _Zygote.get().run(module, list(args), cwd, full_env, timeout)
+
+
+# Forks, for each request (a JSON line on stdin), a process that runs `python -m
+# MODULE ARGS...`'s `__main__` in its own process group, and answers with its exit
+# status and the files holding its output. Nothing that defines a binary's absl
+# flags is imported before the fork.
+_ZYGOTE = r"""
+import json, os, runpy, sys, tempfile, time, traceback
+import jax, flax, optax, orbax.checkpoint, matplotlib  # noqa: F401
+import dl.train, dl.train.evaluation, dl.tools.lr_finder, dl.tools.sweep  # noqa: F401
+import dl.tools.recurrent, dl.train.predictor, dl.data.prediction_files  # noqa: F401
+print("ready", flush=True)
+for line in sys.stdin:
+    request = json.loads(line)
+    fds = [tempfile.mkstemp(prefix="dl-binary-") for _ in range(2)]
+    sys.stdout.flush(); sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.setpgid(0, 0)
+        os.chdir(request["cwd"])
+        os.environ.clear(); os.environ.update(request["env"])
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0); os.dup2(fds[0][0], 1); os.dup2(fds[1][0], 2)
+        sys.argv = [request["module"], *request["args"]]
+        sys.path[0] = request["cwd"]
+        code = 0
+        try:
+            runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        except SystemExit as e:
+            if isinstance(e.code, str):
+                print(e.code, file=sys.stderr)
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush(); sys.stderr.flush()
+        os._exit(code)
+    for fd, _ in fds:
+        os.close(fd)
+    deadline, timed_out = time.monotonic() + request["timeout"], False
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            timed_out = True
+            os.killpg(pid, 9)
+            _, status = os.waitpid(pid, 0)
+            break
+        time.sleep(0.005)
+    code = os.waitstatus_to_exitcode(status)
+    reply = {"code": code, "out": fds[0][1], "err": fds[1][1], "timed_out": timed_out}
+    print(json.dumps(reply), flush=True)
+"""
+
+
+class _Zygote:
+    """The process of this test worker that forks the binaries (`run_binary`)."""
+
+    _instance = None
+
+    @classmethod
+    def get(cls):
+        if cls._instance is None or cls._instance.proc.poll() is not None:
+            cls._instance = cls()
+        return cls._instance
+
+    def __init__(self):
+        env = dict(os.environ)
+        env.setdefault("JAX_PLATFORMS", "cpu")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _ZYGOTE],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout.readline().strip() == "ready", "the binaries' zygote did not start"
+
+    def run(self, module, args, cwd, env, timeout):
+        request = {"module": module, "args": args, "cwd": str(cwd), "env": env, "timeout": timeout}
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        reply = json.loads(self.proc.stdout.readline())
+        texts = []
+        for key in ("out", "err"):
+            with open(reply[key], errors="replace") as f:
+                texts.append(f.read())
+            os.remove(reply[key])
+        if reply["timed_out"]:
+            raise subprocess.TimeoutExpired([module, *args], timeout, *texts)
+        return subprocess.CompletedProcess([module, *args], reply["code"], *texts)
 
 
 # Runs each case of a batch (JSON on stdin) as `python -m MODULE ARGS...` would, in a
