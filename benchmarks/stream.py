@@ -191,8 +191,11 @@ def overhead(records: str, batches: int, batch_size: int, repeats: int) -> dict:
         return iter(train_stream(data, cfg, batch_size=batch_size, seed=0, process=0, processes=1))
 
     rates = {"dl": [], "plain_grain": []}
-    for _ in range(repeats):
-        for name, make_it in (("dl", dls), ("plain_grain", plain)):
+    pairs = [("dl", dls), ("plain_grain", plain)]
+    for repeat in range(repeats):
+        for name, make_it in (
+            pairs if repeat % 2 == 0 else pairs[::-1]
+        ):  # alternating who goes first
             it = make_it()
             try:
                 rates[name].append(_examples_per_second(it, batches, batch_size))
@@ -214,7 +217,7 @@ def main() -> int:
     p.add_argument("--gigabytes", type=float, default=4.0)
     p.add_argument("--memory_steps", type=int, default=30)
     p.add_argument("--wait_steps", type=int, default=100)
-    p.add_argument("--batches", type=int, default=200)
+    p.add_argument("--batches", type=int, default=600)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip", default="", help="comma-separated parts to skip: memory,wait,overhead")
     p.add_argument("--out", default="")

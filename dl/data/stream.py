@@ -5,9 +5,9 @@ index, in Grain's pipeline:
 
     MapDataset.source(train split)  raw examples, random access
       .shuffle(seed).repeat()       epoch e a permutation drawn from (seed, e)
+      [p::P]                        P processes: process p's share of every global batch
       .map(Prepare)                 decoded and standardized (in the workers)
-      .batch(global batch / P)      P = processes; batch k is a fixed set of examples
-      [p::P]                        process p's share of every global batch
+      .batch(global batch / P)      batch k: a fixed set of examples
       .to_iter_dataset().mp_prefetch(workers)
 
 The batch of step k is a function of (seed, k) alone: the same for any
@@ -82,15 +82,20 @@ class Prepare:
         self.prep, self.kind, self.num_classes = prep, kind, num_classes
 
     def __call__(self, example: dict) -> dict:
-        out = dict(example)
-        out["x"] = self.prep.standardize(np.asarray(example["x"], np.float32)[None])[0]
+        x = example["x"]
+        if x.dtype != np.float32:
+            x = x.astype(np.float32)
+        prep = self.prep
+        out = {"x": x if prep.x_mean is None else (x - prep.x_mean) / prep.x_std}
         y = np.asarray(example["y"])
         if self.kind == "classification":
-            if y.ndim or not 0 <= int(y) < int(self.num_classes):
+            if y.ndim or not 0 <= y < self.num_classes:
                 raise DataError(f"label {y.tolist()} is not a class id in [0, {self.num_classes})")
-            out["y"] = y.astype(np.int32)
+            out["y"] = y if y.dtype == np.int32 else y.astype(np.int32)
         else:
-            out["y"] = self.prep.standardize_targets(np.asarray(y, np.float32)[None])[0]
+            out["y"] = prep.standardize_targets(np.asarray(y, np.float32)[None])[0]
+        for k, v in example.items():
+            out.setdefault(k, v)
         return out
 
 
@@ -255,8 +260,11 @@ def train_stream(
             f"{data.size('train')}"
         )
     ds = grain.MapDataset.source(data.stream.splits["train"]).shuffle(seed=int(seed) % 2**32)
-    ds = ds.repeat(None).map(data.prepare()).batch(batch_size // processes, drop_remainder=True)
-    ds = ds[process::processes]
+    ds = ds.repeat(None)
+    if processes > 1:  # examples k*B + j*P + p of global batch k are process p's
+        ds = ds[process::processes]
+    # Batching last: Grain's workers then hand batches over in shared memory.
+    ds = ds.map(data.prepare()).batch(batch_size // processes, drop_remainder=True)
     return _parallel(grain, ds.to_iter_dataset(_read_options(grain, cfg)), cfg)
 
 
