@@ -70,10 +70,12 @@ def test_patch_and_banded_convolutions_equal_xla_convolution_and_its_gradients(
     ref = nn.Conv(4, kernel, strides=strides, padding=padding).apply(variables, x)
     outs, grads = {}, {}
     for impl, model in models.items():
-        outs[impl] = model.apply(variables, x)
-        grads[impl] = jax.grad(lambda v, x, m=model: jnp.sum(jnp.sin(m.apply(v, x))), (0, 1))(
-            variables, x
-        )
+        # Compiled once each: run op by op, the patch and banded forms of an
+        # 11x11 kernel dispatch hundreds of small operations.
+        outs[impl] = jax.jit(model.apply)(variables, x)
+        grads[impl] = jax.jit(
+            jax.grad(lambda v, x, m=model: jnp.sum(jnp.sin(m.apply(v, x))), (0, 1))
+        )(variables, x)
     for impl in models:
         np.testing.assert_allclose(outs[impl], ref, atol=1e-5, err_msg=impl)
     for impl in ("patches", "banded"):
@@ -93,7 +95,9 @@ def test_banded_convolution_any_block_width_equals_xla(block):
         ref = jax.lax.conv_general_dilated(
             x, kernel, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
-        out = conv_banded(x, kernel, strides, padding, block=block)
+        out = jax.jit(lambda x, k, s=strides, p=padding: conv_banded(x, k, s, p, block=block))(
+            x, kernel
+        )
         np.testing.assert_allclose(out, ref, atol=1e-5, err_msg=f"{strides} {padding}")
     with pytest.raises(ValueError, match="block must be a positive number"):
         conv_banded(x, kernel, block=0)
@@ -198,8 +202,8 @@ def test_alexnet_param_count_matches_torchvision():
 def test_alexnet_tiny_output_shape():
     model = AlexNetTiny()
     x = jnp.ones((2, 32, 32, 3))
-    variables = model.init(jax.random.key(0), x)
-    assert model.apply(variables, x).shape == (2, 10)
+    variables = jax.jit(model.init)(jax.random.key(0), x)
+    assert jax.jit(model.apply)(variables, x).shape == (2, 10)
     rngs = {"dropout": jax.random.key(1)}
     assert jax.eval_shape(lambda: model.apply(variables, x, train=True, rngs=rngs)).shape == (2, 10)
 
