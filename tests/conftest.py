@@ -142,50 +142,8 @@ class _Zygote:
         return subprocess.CompletedProcess([module, *args], reply["code"], *texts)
 
 
-# Runs each case of a batch (JSON on stdin) as `python -m MODULE ARGS...` would, in a
-# process forked from one that has imported the heavy libraries once. Nothing that
-# defines absl flags is imported before the fork: each case defines its binary's own.
-_BATCH_DRIVER = r"""
-import json, os, runpy, sys, tempfile, traceback
-cases = json.load(sys.stdin)
-import jax, flax, optax, orbax.checkpoint, matplotlib  # noqa: F401
-import dl.train, dl.train.evaluation, dl.tools.lr_finder, dl.tools.sweep  # noqa: F401
-import dl.tools.recurrent, dl.train.predictor, dl.data.prediction_files  # noqa: F401
-results = []
-for module, args in cases:
-    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-    sys.stdout.flush(); sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        os.dup2(out.fileno(), 1); os.dup2(err.fileno(), 2)
-        sys.argv = [module, *args]
-        code = 0
-        try:
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
-        except SystemExit as e:
-            if isinstance(e.code, str):
-                print(e.code, file=sys.stderr)
-            code = e.code if isinstance(e.code, int) else int(e.code is not None)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        sys.stdout.flush(); sys.stderr.flush()
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    texts = []
-    for f in (out, err):
-        f.seek(0)
-        texts.append(f.read().decode(errors="replace"))
-    results.append([os.waitstatus_to_exitcode(status), *texts])
-print(json.dumps(results))
-"""
-
-
 def run_binaries(cases, timeout: float = 300, env: dict | None = None, cwd: str = ROOT):
-    """Runs many `python -m module args...` in one subprocess, each case in a fork of it.
-
-    Each case runs as `run_binary` would run it (its own process, its own flags,
-    the binary's `__main__`), without paying Python's and JAX's start-up again.
+    """Runs many `python -m module args...`, one after the other, as `run_binary` runs each.
 
     Args:
       cases: [(module, [arg, ...]), ...].
@@ -193,24 +151,7 @@ def run_binaries(cases, timeout: float = 300, env: dict | None = None, cwd: str 
     Returns:
       One subprocess.CompletedProcess per case (returncode, stdout, stderr).
     """
-    full_env = dict(os.environ)
-    full_env.setdefault("JAX_PLATFORMS", "cpu")
-    full_env.update(env or {})
-    proc = subprocess.run(
-        [sys.executable, "-c", _BATCH_DRIVER],
-        input=json.dumps([[m, list(a)] for m, a in cases]),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
-    assert proc.returncode == 0, proc.stderr
-    results = json.loads(proc.stdout.strip().splitlines()[-1])
-    return [
-        subprocess.CompletedProcess([module, *args], code, out, err)
-        for (module, args), (code, out, err) in zip(cases, results, strict=True)
-    ]
+    return [run_binary(m, *a, timeout=timeout, env=env, cwd=cwd) for m, a in cases]
 
 
 def config_path(name: str) -> str:

@@ -41,12 +41,12 @@ def _from_memory(cfg):
     source = load_source(cfg)
     idx = source_split_indices(source, cfg.name, cfg)
     _check_values(source, cfg.name, idx)
-    fields = {"x": source.x, "y": source.y, **source.extra}
     if source.extra:
         raise ConfigError(
             f"dataset {cfg.name!r} has fields {sorted(source.extra)} beyond x and y; the "
             "streaming pipeline reads x and y"
         )
+    fields = {"x": source.x, "y": source.y}
     splits = {
         s: (len(i), lambda i=i: ({k: v[j] for k, v in fields.items()} for j in i))
         for s, i in idx.items()

@@ -167,6 +167,40 @@ def load_csv(path: str, cfg=None) -> Source:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
+def list_image_folder(path: str) -> tuple[list[str], list[str], list[int]]:
+    """(class names, image files, their class ids) of a folder of one sub-folder per class.
+
+    Class ids follow the sorted sub-folder names. Nothing is read but the listing.
+
+    Raises:
+      ConfigError: no such folder, no class sub-folders, or a class without images.
+    """
+    if not path or not os.path.isdir(path):
+        raise ConfigError(f"image folder not found: {path!r}")
+    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    if not classes:
+        raise ConfigError(f"image folder {path!r} has no class sub-folders")
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        folder = os.path.join(path, name)
+        found = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
+        if not found:
+            raise ConfigError(
+                f"class folder {folder!r} holds no images ({', '.join(IMAGE_SUFFIXES)})"
+            )
+        files += [os.path.join(folder, f) for f in found]
+        labels += [label] * len(found)
+    return classes, files, labels
+
+
+def image_channels(cfg) -> int:
+    """`dataset.channels`, checked: 1 (grayscale), 3 (RGB) or 0 (the first image decides)."""
+    channels = int(option(cfg, "channels", 0) or 0)
+    if channels not in (0, 1, 3):
+        raise ConfigError(f"dataset.channels must be 1 or 3, got {channels}")
+    return channels
+
+
 def load_image_folder(path: str, cfg=None) -> Source:
     """Images in one sub-folder per class, read with Pillow.
 
@@ -182,25 +216,9 @@ def load_image_folder(path: str, cfg=None) -> Source:
     Returns:
       The Source, x [examples, H, W, C] float32 in [0, 1].
     """
-    if not path or not os.path.isdir(path):
-        raise ConfigError(f"image folder not found: {path!r}")
-    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
-    if not classes:
-        raise ConfigError(f"image folder {path!r} has no class sub-folders")
+    classes, files, labels = list_image_folder(path)
     size = int(option(cfg, "image_size", 0) or 0)
-    channels = int(option(cfg, "channels", 0) or 0)
-    if channels not in (0, 1, 3):
-        raise ConfigError(f"dataset.channels must be 1 or 3, got {channels}")
-    files, labels = [], []
-    for label, name in enumerate(classes):
-        folder = os.path.join(path, name)
-        found = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
-        if not found:
-            raise ConfigError(
-                f"class folder {folder!r} holds no images ({', '.join(IMAGE_SUFFIXES)})"
-            )
-        files += [os.path.join(folder, f) for f in found]
-        labels += [label] * len(found)
+    channels = image_channels(cfg)
     x, channels = read_images(files, size, channels)
     info = {"folder": path, "classes": classes, "channels": channels}
     if size:  # new images of any size are resized as these were (dl.data.Preprocessing)

@@ -161,10 +161,28 @@ def read_metadata(directory: str) -> dict:
     return metadata
 
 
+def _count_records(path: str, split: str) -> int:
+    """The records of one shard, read from its index; DataError if it is missing or unreadable."""
+    from array_record.python import array_record_module  # streamed runs only
+
+    if not os.path.isfile(path):
+        raise DataError(f"shard {path!r} of split {split!r} is missing")
+    try:
+        reader = array_record_module.ArrayRecordReader(path)
+    except RuntimeError as e:
+        raise DataError(f"cannot open shard {path!r}: {e} (truncated?)") from e
+    count = reader.num_records()
+    try:
+        reader.close()
+    except RuntimeError:  # a truncated file fails its close too; its count says so already
+        pass
+    return count
+
+
 class RecordShards:
     """One split of a converted dataset: example index -> raw example (field -> array).
 
-    Picklable (Grain's worker processes get a copy): the readers are opened
+    Picklable (Grain's worker processes get a copy): the reader is opened
     lazily, in the process that reads.
 
     Raises (on open):
@@ -177,13 +195,13 @@ class RecordShards:
         shards = metadata["splits"][split]["shards"]
         self.paths = [os.path.join(directory, s["file"]) for s in shards]
         self.starts = np.cumsum([0] + [int(s["records"]) for s in shards])
-        self._readers: dict = {}
         self.record_size = sum(_sizes(self.spec))
-        for i, shard in enumerate(shards):
-            found = self._reader(i).num_records()
+        self._grain = None  # Grain's reader of the shards, opened in the process that reads
+        for path, shard in zip(self.paths, shards, strict=True):
+            found = _count_records(path, split)
             if found != int(shard["records"]):
                 raise DataError(
-                    f"shard {self.paths[i]!r} holds {found} records, the metadata says "
+                    f"shard {path!r} holds {found} records, the metadata says "
                     f"{shard['records']}: the file is truncated or from another conversion"
                 )
 
@@ -191,25 +209,7 @@ class RecordShards:
         return int(self.starts[-1])
 
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_readers"}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state, _readers={})
-
-    def _reader(self, shard: int):
-        if shard not in self._readers:
-            from array_record.python import array_record_module  # streamed runs only
-
-            path = self.paths[shard]
-            if not os.path.isfile(path):
-                raise DataError(f"shard {path!r} of split {self.split!r} is missing")
-            try:
-                self._readers[shard] = array_record_module.ArrayRecordReader(
-                    path, "readahead_buffer_size:0"
-                )
-            except RuntimeError as e:
-                raise DataError(f"cannot open shard {path!r}: {e} (truncated?)") from e
-        return self._readers[shard]
+        return {**self.__dict__, "_grain": None}
 
     def locate(self, index: int) -> tuple[int, int]:
         """(shard, record index in the shard) of example `index` of the split."""
@@ -219,12 +219,12 @@ class RecordShards:
         return shard, index - int(self.starts[shard])
 
     def _source(self):
-        """Grain's reader of the split's shards (its reads are faster than one reader per call)."""
-        if "source" not in self._readers:
+        """Grain's reader of the split's shards (it reads a batch's records with threads)."""
+        if self._grain is None:
             import grain  # heavy (2 s): streamed runs only
 
-            self._readers["source"] = grain.sources.ArrayRecordDataSource(self.paths)
-        return self._readers["source"]
+            self._grain = grain.sources.ArrayRecordDataSource(self.paths)
+        return self._grain
 
     def __getitems__(self, indices) -> list[dict[str, np.ndarray]]:
         """Examples `indices`: Grain's batched read (threads fetch per shard), then decoded."""

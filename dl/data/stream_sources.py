@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from dl.config import option
-from dl.data.files import IMAGE_SUFFIXES, read_images
+from dl.data.files import image_channels, list_image_folder, read_images
 from dl.data.records import DataError, RecordShards, read_metadata
 from dl.data.splits import SPLITS, check_fractions, split_indices
 from dl.errors import ConfigError
@@ -115,23 +115,9 @@ class ImageFiles:
 
 
 def _images(path: str, cfg) -> StreamSource:
-    if not os.path.isdir(path):
-        raise DataError(f"image folder not found: {path!r}")
-    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
-    if not classes:
-        raise DataError(f"image folder {path!r} has no class sub-folders")
-    files, labels = [], []
-    for label, name in enumerate(classes):
-        folder = os.path.join(path, name)
-        found = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
-        files += [os.path.join(folder, f) for f in found]
-        labels += [label] * len(found)
-    if not files:
-        raise DataError(f"image folder {path!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    classes, files, labels = list_image_folder(path)
     size = int(option(cfg, "image_size", 0) or 0)
-    channels = int(option(cfg, "channels", 0) or 0)
-    if channels not in (0, 1, 3):
-        raise ConfigError(f"dataset.channels must be 1 or 3, got {channels}")
+    channels = image_channels(cfg)
     first, channels = read_images(files[:1], size, channels)  # fixes the shape of every example
     size = size or int(first.shape[1])
     if first.shape[1] != first.shape[2] and not option(cfg, "image_size", 0):
