@@ -95,6 +95,55 @@ def test_batches_depend_on_the_seed_alone_and_resume_from_the_iterator_state(dig
     assert all(np.array_equal(a, b) for a, b in zip(one[5:], resumed, strict=True))
 
 
+def test_training_batches_are_the_in_memory_examples_in_grains_shuffle_order(digits_records):
+    # Decoded and standardized a batch at a time: bit for bit the examples prepared in
+    # memory, in the order of Grain's shuffle of the split's indices.
+    import grain
+
+    from dl.data.stream import ensure_grain
+
+    ensure_grain()
+    memory = build(load_config("mlp_digits")).dataset.splits["train"]
+    data = build(streamed(digits_records)).dataset
+    ds = train_stream(data, data_config(digits_records), batch_size=64, seed=5, process=0,
+                      processes=1)  # fmt: skip
+    batches, _ = _take(ds, 3)
+    order = grain.MapDataset.range(len(memory["y"])).shuffle(seed=5)
+    for k, batch in enumerate(batches):
+        indices = [order[i] for i in range(64 * k, 64 * (k + 1))]
+        assert batch["x"].dtype == np.float32 and batch["y"].dtype == np.int32
+        np.testing.assert_array_equal(batch["x"], memory["x"][indices])
+        np.testing.assert_array_equal(batch["y"], memory["y"][indices])
+
+
+def data_config(records, **dataset):
+    return streamed(records, **dataset).dataset
+
+
+def test_a_label_outside_the_classes_is_named_by_its_shard_and_record(digits_records, tmp_path):
+    import shutil
+
+    from dl.data.records import DataError, RecordShards, read_metadata, write_split
+
+    bad = str(tmp_path / "bad")
+    shutil.copytree(digits_records, bad)
+    meta = read_metadata(bad)
+    shard = meta["splits"]["train"]["shards"][0]
+    good = RecordShards(digits_records, "train", read_metadata(digits_records))
+    examples = [good[i] for i in range(shard["records"])]
+    examples[100] = {**examples[100], "y": np.int32(10)}  # past the 64 read at the start
+    os.remove(os.path.join(bad, shard["file"]))
+    os.makedirs(tmp_path / "one")
+    write_split(str(tmp_path / "one"), "train", examples, len(examples), meta["fields"], 1)
+    shutil.move(str(tmp_path / "one" / "train-00000-of-00001.array_record"),
+                os.path.join(bad, shard["file"]))  # fmt: skip
+    data = build(streamed(bad)).dataset
+    ds = train_stream(data, data_config(bad), batch_size=64, seed=0, process=0, processes=1)
+    with pytest.raises(DataError, match=r"label 10 \(record 100 of '.*train-00000-of-00003"
+                       r"\.array_record'\) is not a class id in \[0, 10\)"):  # fmt: skip
+        _take(ds, 19)  # one epoch
+
+
 def test_parquet_and_image_folders_stream_every_example(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -226,27 +226,66 @@ class RecordShards:
             self._grain = grain.sources.ArrayRecordDataSource(self.paths)
         return self._grain
 
-    def __getitems__(self, indices) -> list[dict[str, np.ndarray]]:
-        """Examples `indices`: Grain's batched read (threads fetch per shard), then decoded."""
-        indices = [int(i) for i in indices]
+    def where(self, index: int) -> str:
+        """'record R of FILE': where example `index` of the split is stored."""
+        shard, local = self.locate(index)
+        return f"record {local} of {self.paths[shard]!r}"
+
+    def read(self, index: int) -> bytes:
+        """The record of example `index`; DataError naming its shard if it cannot be read."""
         try:
-            records = self._source().__getitems__(indices)
-        except (RuntimeError, OSError):
-            return [self[i] for i in indices]  # the one that fails is named
-        return [self.decode(i, r) for i, r in zip(indices, records, strict=True)]
+            return self._source()[index]
+        except (RuntimeError, OSError) as e:
+            raise DataError(f"cannot read {self.where(index)}: {e}") from e
 
     def decode(self, index: int, record: bytes) -> dict[str, np.ndarray]:
         """Record `index` of the split, decoded; DataError naming its shard if it does not."""
         if len(record) == self.record_size:
             return decode(record, self.spec, "")
-        shard, local = self.locate(index)
-        return decode(record, self.spec, f"record {local} of {self.paths[shard]!r}")
+        return decode(record, self.spec, self.where(index))
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         index = int(index)
-        try:
-            record = self._source()[index]
-        except (RuntimeError, OSError) as e:
-            shard, local = self.locate(index)
-            raise DataError(f"cannot read record {local} of {self.paths[shard]!r}: {e}") from e
-        return self.decode(index, record)
+        return self.decode(index, self.read(index))
+
+    def indexed(self) -> IndexedRecords:
+        """The split's records as (index, bytes), for `decode_batch` to decode a batch at once."""
+        return IndexedRecords(self)
+
+    def decode_batch(self, items) -> dict[str, np.ndarray]:
+        """(index, record) pairs -> field -> [batch, ...]: one read of the joined bytes.
+
+        A record of another size raises the DataError `decode` gives it.
+        """
+        records = [r for _, r in items]
+        if set(map(len, records)) != {self.record_size}:
+            for index, record in items:
+                self.decode(index, record)
+        rows = np.frombuffer(b"".join(records), self._rows())
+        return {f["name"]: np.ascontiguousarray(rows[f["name"]]) for f in self.spec}
+
+    def _rows(self) -> np.dtype:
+        """A record as one numpy structured dtype: the fields at their offsets."""
+        offsets = np.cumsum([0] + _sizes(self.spec))[:-1]
+        return np.dtype(
+            {
+                "names": [f["name"] for f in self.spec],
+                "formats": [(np.dtype(f["dtype"]), tuple(f["shape"])) for f in self.spec],
+                "offsets": [int(o) for o in offsets],
+                "itemsize": self.record_size,
+            }
+        )
+
+
+class IndexedRecords:
+    """A split's records as (index, raw bytes) pairs, decoded a batch at a time (picklable)."""
+
+    def __init__(self, shards: RecordShards):
+        self.shards = shards
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def __getitem__(self, index: int) -> tuple[int, bytes]:
+        index = int(index)
+        return index, self.shards.read(index)

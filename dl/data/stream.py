@@ -6,8 +6,8 @@ index, in Grain's pipeline:
     MapDataset.source(train split)  raw examples, random access
       .shuffle(seed).repeat()       epoch e a permutation drawn from (seed, e)
       [p::P]                        P processes: process p's share of every global batch
-      .map(Prepare)                 decoded and standardized (in the workers)
-      .batch(global batch / P)      batch k: a fixed set of examples
+      .batch(global batch / P,      batch k: a fixed set of examples, decoded and
+             batch_fn=Collate)      standardized at once (in the workers)
       .to_iter_dataset().mp_prefetch(workers)
 
 The batch of step k is a function of (seed, k) alone: the same for any
@@ -35,7 +35,7 @@ from absl import flags
 from dl.config import option
 from dl.data.pipeline import STANDARDIZE, Dataset, _prepared_facts
 from dl.data.preprocessing import Preprocessing, fit_inputs
-from dl.data.records import DataError
+from dl.data.records import DataError, RecordShards
 from dl.data.stream_sources import StreamSource, open_stream
 from dl.errors import ConfigError
 
@@ -73,30 +73,54 @@ class StreamDataset(Dataset):
 
 
 class Prepare:
-    """Raw example -> training example: x standardized to float32, y as the task takes it.
+    """Raw batch -> training batch: x standardized to float32, y as the task takes it.
 
-    A picklable callable: Grain runs it in the worker processes.
+    Works on whole batches (field -> [batch, ...]), so its numpy operations
+    run once per batch, not once per example. A picklable callable: Grain
+    runs it in the worker processes.
     """
 
     def __init__(self, prep: Preprocessing, kind: str, num_classes: int | None):
         self.prep, self.kind, self.num_classes = prep, kind, num_classes
 
-    def __call__(self, example: dict) -> dict:
-        x = example["x"]
+    def __call__(self, fields: dict, where=None) -> dict:
+        """`fields` prepared; `where(k)` names example k of the batch in a bad label's error."""
+        x = fields["x"]
         if x.dtype != np.float32:
             x = x.astype(np.float32)
         prep = self.prep
         out = {"x": x if prep.x_mean is None else (x - prep.x_mean) / prep.x_std}
-        y = np.asarray(example["y"])
+        y = np.asarray(fields["y"])
         if self.kind == "classification":
-            if y.ndim or not 0 <= y < self.num_classes:
-                raise DataError(f"label {y.tolist()} is not a class id in [0, {self.num_classes})")
+            bad = np.flatnonzero((y < 0) | (y >= self.num_classes)) if y.ndim == 1 else [0]
+            if len(bad):
+                at = f" ({where(int(bad[0]))})" if where else ""
+                raise DataError(
+                    f"label {y[bad[0]].tolist()}{at} is not a class id in [0, {self.num_classes})"
+                )
             out["y"] = y if y.dtype == np.int32 else y.astype(np.int32)
         else:
-            out["y"] = prep.standardize_targets(np.asarray(y, np.float32)[None])[0]
-        for k, v in example.items():
+            out["y"] = prep.standardize_targets(y)
+        for k, v in fields.items():
             out.setdefault(k, v)
         return out
+
+
+class Collate:
+    """Grain's batch function: a batch's raw examples -> one prepared batch (picklable).
+
+    With `records` (a RecordShards), the elements are (index, bytes) pairs
+    and the batch is decoded at once; otherwise they are examples, stacked.
+    """
+
+    def __init__(self, prepare: Prepare, records=None):
+        self.prepare, self.records = prepare, records
+
+    def __call__(self, items) -> dict:
+        if self.records is None:
+            return self.prepare({k: np.stack([e[k] for e in items]) for k in items[0]})
+        fields = self.records.decode_batch(items)
+        return self.prepare(fields, lambda k: self.records.where(items[k][0]))
 
 
 def _moments(items, n: int, batch: int = 512):
@@ -174,9 +198,7 @@ def load_stream_dataset(cfg) -> StreamDataset:
         info["target_scale"] = {"mean": y_mean.tolist(), "std": y_std.tolist()}
     raw = [train[i] for i in range(min(SAMPLE, sizes["train"]))]
     prep = Preprocessing(x_mean, x_std, y_mean, y_std, input_shape=tuple(raw[0]["x"].shape))
-    prepare = Prepare(prep, src.kind, src.num_classes)
-    sample = [prepare(e) for e in raw]
-    fields = {k: np.stack([e[k] for e in sample]) for k in sample[0]}
+    fields = Collate(Prepare(prep, src.kind, src.num_classes))(raw)
     prep.info = {
         "standardize": how,
         "kind": src.kind,
@@ -259,26 +281,28 @@ def train_stream(
             f"({data.size('train')} examples); set --config.batch_size to at most "
             f"{data.size('train')}"
         )
-    ds = grain.MapDataset.source(data.stream.splits["train"]).shuffle(seed=int(seed) % 2**32)
-    ds = ds.repeat(None)
+    split = data.stream.splits["train"]
+    records = split if isinstance(split, RecordShards) else None
+    items = split.indexed() if records else split  # records: decoded a batch at a time
+    ds = grain.MapDataset.source(items).shuffle(seed=int(seed) % 2**32).repeat(None)
     if processes > 1:  # examples k*B + j*P + p of global batch k are process p's
         ds = ds[process::processes]
-    # Batching last: Grain's workers then hand batches over in shared memory.
-    ds = ds.map(data.prepare()).batch(batch_size // processes, drop_remainder=True)
+    # Batching last (Grain's workers then hand batches over in shared memory), and
+    # preparing with it: decoding and standardizing run once per batch.
+    collate = Collate(data.prepare(), records)
+    ds = ds.batch(batch_size // processes, drop_remainder=True, batch_fn=collate)
     return _parallel(grain, ds.to_iter_dataset(_read_options(grain, cfg)), cfg)
 
 
 class _Padded:
-    """Examples 0..n-1 of a split then copies of example 0, each with its mask (picklable)."""
+    """Raw examples 0..n-1 of a split then copies of example 0, each with its mask (picklable)."""
 
-    def __init__(self, items, n: int, prepare):
-        self.items, self.n, self.prepare = items, n, prepare
+    def __init__(self, items, n: int):
+        self.items, self.n = items, n
 
     def __call__(self, i: int) -> dict:
         i = int(i)
-        out = self.prepare(self.items[i if i < self.n else 0])
-        out["mask"] = np.float32(i < self.n)
-        return out
+        return {**self.items[i if i < self.n else 0], "mask": np.float32(i < self.n)}
 
 
 def eval_stream(
@@ -292,9 +316,9 @@ def eval_stream(
     grain = ensure_grain()
     n = data.size(split)
     batches = -(-n // batch_size)
-    padded = _Padded(data.stream.splits[split], n, data.prepare())
+    padded = _Padded(data.stream.splits[split], n)
     ds = grain.MapDataset.range(batches * batch_size).map(padded)
-    ds = ds.batch(batch_size // processes)[process::processes]
+    ds = ds.batch(batch_size // processes, batch_fn=Collate(data.prepare()))[process::processes]
     # Read by threads of this process: worker processes would start anew for every
     # evaluation, and stay beside the training input's.
     return ds.to_iter_dataset(_read_options(grain, cfg)), batches
