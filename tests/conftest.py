@@ -23,44 +23,79 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def run_binary(
-    module: str, *args: str, timeout: float = 300, env: dict | None = None, cwd: str = ROOT
-):
-    """Runs `python -m module args...` (from the repository root by default).
+# Variables the forked binaries may be given: read when XLA's first client is made,
+# which the forking process never makes (checked there before each fork).
+LATE_ENV = ("XLA_FLAGS",)
+
+
+def _child_env(env: dict | None) -> tuple[dict, bool]:
+    """(the binary's environment, whether a process forked from the zygote may have it)."""
+    full_env = dict(os.environ)
+    full_env.setdefault("JAX_PLATFORMS", "cpu")
+    base = dict(full_env)
+    full_env.update(env or {})
+    changed = {k for k in set(base) | set(full_env) if base.get(k) != full_env.get(k)}
+    return full_env, changed <= set(LATE_ENV) and full_env["JAX_PLATFORMS"] == "cpu"
+
+
+def start_binary(module: str, *args: str, env: dict | None = None, cwd: str = ROOT):
+    """Starts `python -m module args...`; returns a handle like subprocess.Popen's.
 
     The binary runs in a process of its own, forked from one per test worker
     that has imported the heavy libraries once (`_Zygote`): its `__main__`,
-    its flags, its exit status and its output are those of `python -m`,
-    without paying Python's and JAX's start-up again. With `env` it runs in a
-    fresh interpreter (an environment variable may be read at import).
+    its flags, its environment, its exit status and its output are those of
+    `python -m`, without paying Python's and JAX's start-up again. An `env`
+    that changes more than `LATE_ENV` (a variable that may be read at
+    import) gets a fresh interpreter. The handle has `pid`, `returncode`,
+    `poll()`, `send_signal()`, `kill()`, `wait()` and `communicate()`
+    (text output, as Popen's with `text=True`).
     """
-    full_env = dict(os.environ)
-    full_env.setdefault("JAX_PLATFORMS", "cpu")
-    if env:
-        full_env.update(env)
-        return subprocess.run(
+    full_env, forkable = _child_env(env)
+    if not forkable:
+        return subprocess.Popen(
             [sys.executable, "-m", module, *args],
             cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
             env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-    return _Zygote.get().run(module, list(args), cwd, full_env, timeout)
+    return _Zygote.get().start(module, list(args), cwd, full_env)
 
 
-# Forks, for each request (a JSON line on stdin), a process that runs `python -m
-# MODULE ARGS...`'s `__main__` in its own process group, and answers with its exit
-# status and the files holding its output. Nothing that defines a binary's absl
-# flags is imported before the fork.
+def run_binary(
+    module: str, *args: str, timeout: float = 300, env: dict | None = None, cwd: str = ROOT
+):
+    """Runs `python -m module args...` (from the repository root by default) to its end.
+
+    As `start_binary` starts it; returns a subprocess.CompletedProcess (text
+    stdout and stderr) and raises subprocess.TimeoutExpired after `timeout`
+    seconds, the binary killed.
+    """
+    child = start_binary(module, *args, env=env, cwd=cwd)
+    try:
+        out, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        child.kill()
+        out, err = child.communicate()
+        raise subprocess.TimeoutExpired([module, *args], timeout, out, err) from e
+    return subprocess.CompletedProcess([module, *args], child.returncode, out, err)
+
+
+# Answers requests (JSON lines on stdin): "start" forks a process that runs `python
+# -m MODULE ARGS...`'s `__main__` in its own process group, its output in files;
+# "poll" and "wait" report its exit status. Nothing that defines a binary's absl
+# flags is imported before the fork, and no XLA client exists at a fork.
 _ZYGOTE = r"""
 import json, os, runpy, sys, tempfile, time, traceback
 import jax, flax, optax, orbax.checkpoint, matplotlib  # noqa: F401
 import dl.train, dl.train.evaluation, dl.tools.lr_finder, dl.tools.sweep  # noqa: F401
 import dl.tools.recurrent, dl.train.predictor, dl.data.prediction_files  # noqa: F401
+from jax._src import xla_bridge
 print("ready", flush=True)
-for line in sys.stdin:
-    request = json.loads(line)
+
+def start(request):
+    assert not xla_bridge._backends, "an XLA client exists before the fork"
     fds = [tempfile.mkstemp(prefix="dl-binary-") for _ in range(2)]
     sys.stdout.flush(); sys.stderr.flush()
     pid = os.fork()
@@ -86,25 +121,27 @@ for line in sys.stdin:
         os._exit(code)
     for fd, _ in fds:
         os.close(fd)
-    deadline, timed_out = time.monotonic() + request["timeout"], False
+    return {"pid": pid, "out": fds[0][1], "err": fds[1][1]}
+
+def wait(request):
+    deadline = time.monotonic() + (request["timeout"] or 0)
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
+        done, status = os.waitpid(request["pid"], os.WNOHANG)
         if done:
-            break
-        if time.monotonic() > deadline:
-            timed_out = True
-            os.killpg(pid, 9)
-            _, status = os.waitpid(pid, 0)
-            break
+            return {"code": os.waitstatus_to_exitcode(status)}
+        if request["timeout"] is not None and time.monotonic() >= deadline:
+            return {"code": None}
         time.sleep(0.005)
-    code = os.waitstatus_to_exitcode(status)
-    reply = {"code": code, "out": fds[0][1], "err": fds[1][1], "timed_out": timed_out}
+
+for line in sys.stdin:
+    request = json.loads(line)
+    reply = start(request) if request["op"] == "start" else wait(request)
     print(json.dumps(reply), flush=True)
 """
 
 
 class _Zygote:
-    """The process of this test worker that forks the binaries (`run_binary`)."""
+    """The process of this test worker that forks the binaries (`start_binary`)."""
 
     _instance = None
 
@@ -127,19 +164,66 @@ class _Zygote:
         )
         assert self.proc.stdout.readline().strip() == "ready", "the binaries' zygote did not start"
 
-    def run(self, module, args, cwd, env, timeout):
-        request = {"module": module, "args": args, "cwd": str(cwd), "env": env, "timeout": timeout}
+    def ask(self, **request) -> dict:
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
-        reply = json.loads(self.proc.stdout.readline())
+        return json.loads(self.proc.stdout.readline())
+
+    def start(self, module, args, cwd, env):
+        reply = self.ask(op="start", module=module, args=args, cwd=str(cwd), env=env)
+        return _Forked(self, [module, *args], reply)
+
+
+class _Forked:
+    """A binary forked by the zygote, handled as a subprocess.Popen with text pipes."""
+
+    def __init__(self, zygote: _Zygote, args: list[str], reply: dict):
+        self.zygote, self.args = zygote, args
+        self.pid, self._files = reply["pid"], (reply["out"], reply["err"])
+        self.returncode = None
+
+    def _wait(self, timeout: float | None):
+        if self.returncode is None:
+            self.returncode = self.zygote.ask(op="wait", pid=self.pid, timeout=timeout)["code"]
+        return self.returncode
+
+    def poll(self):
+        return self._wait(0)
+
+    def wait(self, timeout: float | None = None):
+        if self._wait(timeout) is None:
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL to the binary's process group (its input workers too)."""
+        if self.returncode is None:
+            os.killpg(self.pid, 9)
+
+    def terminate(self) -> None:
+        self.send_signal(15)
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """(stdout, stderr) once the binary has ended; its output files then removed."""
+        self.wait(timeout)
         texts = []
-        for key in ("out", "err"):
-            with open(reply[key], errors="replace") as f:
-                texts.append(f.read())
-            os.remove(reply[key])
-        if reply["timed_out"]:
-            raise subprocess.TimeoutExpired([module, *args], timeout, *texts)
-        return subprocess.CompletedProcess([module, *args], reply["code"], *texts)
+        for path in self._files:
+            try:
+                with open(path, errors="replace") as f:
+                    texts.append(f.read())
+                os.remove(path)
+            except FileNotFoundError:  # read already
+                texts.append("")
+        return texts[0], texts[1]
+
+
+def pytest_collection_modifyitems(items):
+    """The long tests (marked slow) first: test workers then end on short ones, together."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def run_binaries(cases, timeout: float = 300, env: dict | None = None, cwd: str = ROOT):

@@ -86,6 +86,7 @@ def test_benchmark_prints_a_row_with_flops_and_compile_time():
     assert row["matmul_flops_per_step"] == XOR_STEP_PRODUCT_FLOPS
 
 
+@pytest.mark.slow
 def test_benchmark_suite_compares_with_references_and_reports_fused_speedup():
     proc = run_binary(
         "experiments.benchmark",

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, config_path, load_config, run_binaries, run_binary
+from conftest import ROOT, config_path, load_config, run_binaries, run_binary, start_binary
 
 INTERVALS = ("num_train_steps", "log_every_steps", "eval_every_steps", "checkpoint_every_steps")
 
@@ -21,6 +21,7 @@ def summary_of(stdout: str) -> dict:
     return json.loads(lines[-1][len("summary ") :])
 
 
+@pytest.mark.slow
 def test_default_experiment_reaches_97_percent_and_evaluates(tmp_path):
     """mlp_digits, the README's first command: >= 97% test accuracy."""
     workdir = str(tmp_path / "run")
@@ -90,6 +91,7 @@ def _partial_dirs(workdir):
     ]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_checkpoint_write_and_at_random_moments_resumes_exactly(tmp_path):
     """Killed while a checkpoint is being written and at random moments, then re-run:
     the same final state and the same logged losses as a run never killed, and
@@ -110,16 +112,12 @@ def test_sigkill_mid_checkpoint_write_and_at_random_moments_resumes_exactly(tmp_
     assert proc.returncode == 0, proc.stderr
 
     killed = str(tmp_path / "killed")
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    cmd = [sys.executable, "-m", "experiments.train", *args, f"--workdir={killed}"]
     rng = random.Random(0)
     left_partial = False
     for attempt in range(5):
         mid_write = attempt < 3 and not left_partial  # until a kill lands mid-write
-        child = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.time() + (60 if mid_write else rng.uniform(4.0, 9.0))
+        child = start_binary("experiments.train", *args, f"--workdir={killed}")
+        deadline = time.time() + (60 if mid_write else rng.uniform(1.5, 5.0))
         while time.time() < deadline and child.poll() is None:
             if mid_write and _partial_dirs(killed):
                 break

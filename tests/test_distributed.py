@@ -4,15 +4,13 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, config_path, load_config, run_binary
+from conftest import config_path, load_config, run_binary, start_binary
 
 ARGS = [
     "--config.num_train_steps=24",
@@ -38,27 +36,16 @@ def train_losses(workdir):
 def start_processes(workdir, args, n=2):
     """Starts `experiments.train` as n local processes of two CPU devices each (gloo)."""
     port = free_port()
-    env = dict(
-        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2"
-    )
     return [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "experiments.train",
-                f"--config={config_path('mlp_digits')}",
-                f"--workdir={workdir}",
-                *args,
-                f"--coordinator_address=localhost:{port}",
-                f"--num_processes={n}",
-                f"--process_id={i}",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        start_binary(
+            "experiments.train",
+            f"--config={config_path('mlp_digits')}",
+            f"--workdir={workdir}",
+            *args,
+            f"--coordinator_address=localhost:{port}",
+            f"--num_processes={n}",
+            f"--process_id={i}",
+            env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
         )
         for i in range(n)
     ]
@@ -131,13 +118,13 @@ def test_two_processes_streaming_their_shares_match_one_process(tmp_path):
     np.testing.assert_allclose(train_losses(multi), losses, atol=1e-5, rtol=0)
 
 
-# Fused calls of 4 steps, and 25 calls between host syncs: more than the
+# Fused calls of 2 steps, and 25 calls between host syncs: more than the
 # loop's in-flight limit on CPU (16), without which XLA:CPU deadlocks
 # on collectives queued across devices.
-TOTAL, EVERY = 400, 100
+TOTAL, EVERY, FUSED = 200, 50, 2
 PREEMPT_ARGS = [
     f"--config.num_train_steps={TOTAL}",
-    "--config.steps_per_call=4",
+    f"--config.steps_per_call={FUSED}",
     f"--config.log_every_steps={EVERY}",
     f"--config.eval_every_steps={EVERY}",
     f"--config.checkpoint_every_steps={EVERY}",
@@ -177,7 +164,7 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resumes(tmp_
         stops.add(int(err.split("checkpoint written at step ")[1].split()[0]))
     assert len(stops) == 1, stops  # both processes saved the same step
     stop = stops.pop()
-    assert EVERY < stop < TOTAL and stop % 4 == 0
+    assert EVERY < stop < TOTAL and stop % FUSED == 0
     steps = Checkpoints(str(multi), read_only=True).steps()
     assert steps[-1] == stop and all(s % EVERY == 0 for s in steps[:-1]), steps
 
@@ -198,7 +185,7 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resumes(tmp_
     assert b == a and len(a) == TOTAL // EVERY
 
     c = load_config("mlp_digits")
-    c.num_train_steps, c.steps_per_call, c.batch_size, c.model.dropout_rate = TOTAL, 4, 64, 0.0
+    c.num_train_steps, c.steps_per_call, c.batch_size, c.model.dropout_rate = TOTAL, FUSED, 64, 0.0
     c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = EVERY
     exp = build(c)
     x, _, step_x = Checkpoints(str(straight), read_only=True).restore(exp.abstract_state())

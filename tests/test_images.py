@@ -123,6 +123,7 @@ def test_learn_kernel_recovers_an_arbitrary_kernel(tmp_path):
     assert os.path.exists(tmp_path / "kernel.png")
 
 
+@pytest.mark.slow
 def test_cnn_digits_reaches_98_5_percent_and_writes_figures(tmp_path):
     proc = run_binary(
         "experiments.train", f"--config={config_path('cnn_digits')}", f"--workdir={tmp_path}"
@@ -148,6 +149,7 @@ def test_resnet50_config_has_the_published_size():
     assert "batch_stats" in state.model_state
 
 
+@pytest.mark.slow
 def test_alexnet_tiny_smoke_run_trains(tmp_path):
     c = load_config("alexnet_tiny")
     c.num_train_steps = c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 2

@@ -9,6 +9,8 @@ resident memory, `host_rss_mb`, and its XLA compilations so far,
 import json
 import os
 
+import pytest
+
 from conftest import config_path, run_binary
 
 STEPS, EVERY, KEEP = 4000, 100, 3
@@ -26,6 +28,7 @@ WARM_UP = 5
 RSS_GROWTH_BOUND_MB = 16.0
 
 
+@pytest.mark.slow
 def test_long_run_compiles_once_keeps_memory_flat_and_keeps_the_right_checkpoints(tmp_path):
     work = tmp_path / "run"
     proc = run_binary(

@@ -282,6 +282,7 @@ ADDITION = (
 )
 
 
+@pytest.mark.slow
 def test_seq2seq_sources_from_a_text_file_decode_as_experiments_decode_does(tmp_path):
     from dl.data.sequences import ADDITION_SOURCE_SYMBOLS
     from dl.data.vocabulary import Vocabulary
@@ -312,6 +313,7 @@ def test_seq2seq_sources_from_a_text_file_decode_as_experiments_decode_does(tmp_
     assert proc.returncode == 2 and "symbols '*' outside the model's vocabulary" in proc.stderr
 
 
+@pytest.mark.slow
 def test_detection_boxes_after_nms_score_the_evaluators_map(tmp_path):
     from dl.tasks.detection.metrics import mean_average_precision
 

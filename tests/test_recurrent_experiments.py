@@ -51,6 +51,7 @@ def _tiny_addition_config():
     )
 
 
+@pytest.mark.slow
 def test_greedy_exact_match_is_scored_against_the_sums(tmp_path):
     from dl.errors import ConfigError
     from dl.tools.recurrent import restore_run
@@ -100,6 +101,7 @@ def test_vanishing_gradients_binary_at_initialisation(tmp_path):
     assert (tmp_path / "gradients.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_charlm_trains_and_samples_from_the_shipped_text(tmp_path):
     workdir = str(tmp_path / "run")
     proc = run_binary(

@@ -5,15 +5,13 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, config_path, load_config, run_binary
+from conftest import config_path, load_config, run_binary, start_binary
 from dl.train import CheckpointError, Checkpoints, build, train
 
 
@@ -72,37 +70,32 @@ def _wait_for_checkpoint(workdir, at_least, child):
     raise AssertionError("no checkpoint appeared")
 
 
+@pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_exactly(tmp_path):
     args = [
         f"--config={config_path('mlp_digits')}",
-        "--config.num_train_steps=6000",
-        "--config.checkpoint_every_steps=1000",
-        "--config.log_every_steps=500",
-        "--config.eval_every_steps=1000",
+        "--config.num_train_steps=2000",
+        "--config.checkpoint_every_steps=500",
+        "--config.log_every_steps=250",
+        "--config.eval_every_steps=500",
     ]
     straight = tmp_path / "straight"
     assert run_binary("experiments.train", *args, f"--workdir={straight}").returncode == 0
     work = str(tmp_path / "preempted")
-    child = subprocess.Popen(
-        [sys.executable, "-m", "experiments.train", *args, f"--workdir={work}"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _wait_for_checkpoint(work, 1000, child)
+    child = start_binary("experiments.train", *args, f"--workdir={work}")
+    _wait_for_checkpoint(work, 500, child)
     child.send_signal(signal.SIGTERM)
     _, err = child.communicate(timeout=120)
     assert child.returncode == 75, err
     assert "preempted (SIGTERM): checkpoint written at step" in err
     step = int(err.split("checkpoint written at step ")[1].split()[0])
     assert step in Checkpoints(work, read_only=True).steps()
-    assert step % 1000 != 0 or step < 6000  # an off-schedule step, or an early one
-    if step % 500:  # the training metrics since the last log are in the checkpoint
+    assert step % 500 != 0 or step < 2000  # an off-schedule step, or an early one
+    if step % 250:  # the training metrics since the last log are in the checkpoint
         assert Checkpoints(work, read_only=True).read_meta(step)["loop"]["log"]["steps"] > 0
     assert run_binary("experiments.train", *args, f"--workdir={work}").returncode == 0
     c = load_config("mlp_digits")
-    c.num_train_steps = 6000
+    c.num_train_steps = 2000
     exp = build(c)
     a = Checkpoints(str(straight), read_only=True).restore(exp.abstract_state())[0]
     b = Checkpoints(work, read_only=True).restore(exp.abstract_state())[0]
@@ -260,7 +253,7 @@ def test_evaluate_while_training_writes_reads_committed_steps_and_changes_nothin
     exp = build(c)
 
     def start(workdir):
-        return _start_training(args, workdir, tmp_path / f"{workdir.name}.err")
+        return _start_training(args, workdir)
 
     # "alone" is the same run without readers, at the same time.
     work, alone = tmp_path / "run", tmp_path / "alone"
@@ -289,8 +282,8 @@ def test_evaluate_while_training_writes_reads_committed_steps_and_changes_nothin
         for child in (trainer, reference):
             if child.poll() is None:
                 child.kill()
-    assert trainer.returncode == 0, (tmp_path / "run.err").read_text()
-    assert reference.returncode == 0, (tmp_path / "alone.err").read_text()
+    assert trainer.returncode == 0, trainer.communicate()[1]
+    assert reference.returncode == 0, reference.communicate()[1]
     # The readers overlapped the writer: several evaluations ended while it ran.
     assert sum(running for *_, running in evaluated) >= 3, evaluated
     assert all(step % 10 == 0 and 10 <= step <= 1200 for _, step, _ in evaluated), evaluated
@@ -327,17 +320,11 @@ def _holder(workdir):
         return None
 
 
-def _start_training(args, workdir, log):
-    with open(log, "w") as err:
-        return subprocess.Popen(
-            [sys.executable, "-m", "experiments.train", *args, f"--workdir={workdir}"],
-            cwd=ROOT,
-            env=dict(os.environ, JAX_PLATFORMS="cpu"),
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
+def _start_training(args, workdir):
+    return start_binary("experiments.train", *args, f"--workdir={workdir}")
 
 
+@pytest.mark.slow
 def test_a_second_train_of_a_locked_workdir_exits_2_and_changes_nothing(tmp_path):
     args = [
         f"--config={config_path('mlp_digits')}",
@@ -345,8 +332,8 @@ def test_a_second_train_of_a_locked_workdir_exits_2_and_changes_nothing(tmp_path
         "--config.checkpoint_every_steps=500",
     ]
     work, alone = tmp_path / "run", tmp_path / "alone"  # alone: the same run, by itself
-    trainer = _start_training(args, work, tmp_path / "run.err")
-    reference = _start_training(args, alone, tmp_path / "alone.err")
+    trainer = _start_training(args, work)
+    reference = _start_training(args, alone)
     try:
         _wait_for_checkpoint(str(work), 500, trainer)
         # Stopped, the first run holds the lock for as long as the second one takes.
@@ -377,8 +364,8 @@ def test_a_second_train_of_a_locked_workdir_exits_2_and_changes_nothing(tmp_path
             if child.poll() is None:
                 child.send_signal(signal.SIGCONT)
                 child.kill()
-    assert trainer.returncode == 0, (tmp_path / "run.err").read_text()
-    assert reference.returncode == 0, (tmp_path / "alone.err").read_text()
+    assert trainer.returncode == 0, trainer.communicate()[1]
+    assert reference.returncode == 0, reference.communicate()[1]
     assert _holder(work) is None  # the lock file records no holder once the run is over
 
     # The first run is the run that was alone: its checkpoints bitwise, its metrics, its config.
@@ -398,7 +385,7 @@ def test_a_sigkilled_trainer_leaves_a_lock_file_that_blocks_nobody(tmp_path):
     args = [f"--config={config_path('mlp_xor')}", "--config.target_metric="]
     args += [f"--config.{k}=100" for k in ("log_every_steps", "eval_every_steps")]
     args += ["--config.checkpoint_every_steps=100", "--config.num_train_steps=2000"]
-    child = _start_training(args, tmp_path, tmp_path / "err")
+    child = _start_training(args, tmp_path)
     try:
         _wait_for_checkpoint(str(tmp_path), 100, child)
     finally:

@@ -4,15 +4,14 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import psutil
+import pytest
 
-from conftest import ROOT, config_path, load_config, run_binary
+from conftest import config_path, load_config, run_binary, start_binary
 from dl.data.convert import convert
 from dl.train import Checkpoints, build
 
@@ -42,6 +41,7 @@ def _gone(processes, timeout=20.0) -> list[int]:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_a_streamed_run_killed_at_random_moments_resumes_exactly(tmp_path):
     records = str(tmp_path / "records")
     convert(load_config("mlp_digits").dataset, records, shards=3)
@@ -60,14 +60,11 @@ def test_a_streamed_run_killed_at_random_moments_resumes_exactly(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
     killed = str(tmp_path / "killed")
-    cmd = [sys.executable, "-m", "experiments.train", *args, f"--workdir={killed}"]
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    cmd = ["experiments.train", *args, f"--workdir={killed}"]
     rng = random.Random(0)
     kills = 0
     for attempt in range(2):
-        child = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        child = start_binary(*cmd)
         steps_before = Checkpoints(killed, read_only=True).steps() if os.path.isdir(killed) else []
         # Until a new step is committed (training runs, its workers are up), then
         # mid-write for the first kill and at a random moment after it for the others.
