@@ -100,7 +100,7 @@ def test_sigkill_mid_checkpoint_write_and_at_random_moments_resumes_exactly(tmp_
 
     overrides = {
         "num_train_steps": 3000,
-        "checkpoint_every_steps": 100,
+        "checkpoint_every_steps": 250,
         "log_every_steps": 50,
         "eval_every_steps": 500,
     }
