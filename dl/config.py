@@ -22,8 +22,8 @@ def base_config() -> ml_collections.ConfigDict:
 
     Returns:
       A ConfigDict with: name, seed, dataset, model, dtype, task, optimizer,
-      schedule, grad_clip_norm, batch_size, eval_batch_size, num_train_steps,
-      steps_per_call, log_every_steps, eval_every_steps,
+      schedule, grad_clip_norm, batch_size, grad_accum_steps, eval_batch_size,
+      num_train_steps, steps_per_call, log_every_steps, eval_every_steps,
       checkpoint_every_steps, keep_checkpoints, best_metric, target_metric,
       target_value, early_stopping, nonfinite, augment, init_from and freeze.
     """
@@ -65,6 +65,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.schedule = ml_collections.ConfigDict(dict(name="constant"))
     c.grad_clip_norm = 0.0
     c.batch_size = 32
+    # Each batch run as this many microbatches in the step, one update: the
+    # gradient of batch_size examples with the memory of batch_size / K.
+    c.grad_accum_steps = 1
     c.eval_batch_size = 256
     c.num_train_steps = 1000
     c.steps_per_call = 1

@@ -31,7 +31,11 @@ INTERVALS = ("num_train_steps", "log_every_steps", "eval_every_steps", "checkpoi
 # The other numbers of a run that have a range: section ("" for the top level)
 # -> field -> Range. Those of the model and the optimizer are declared with them.
 RUN_RANGES = {
-    "": {"keep_checkpoints": Range(1, integer=True), "target_value": Range()},
+    "": {
+        "keep_checkpoints": Range(1, integer=True),
+        "target_value": Range(),
+        "grad_accum_steps": Range(1, integer=True),
+    },
     "early_stopping": {"patience": Range(0, integer=True), "min_delta": Range(0)},
     "nonfinite": {"max_consecutive_skips": Range(0, integer=True)},
     "dataset": {
@@ -137,6 +141,12 @@ def check_intervals(config) -> dict[str, int]:
         if name in INTERVALS and value % k:
             raise ConfigError(f"{name}={value} must be a multiple of steps_per_call={k}")
         out[name] = value
+    accum = config.get("grad_accum_steps", 1)
+    if isinstance(accum, int) and accum >= 1 and out["batch_size"] % accum:
+        raise ConfigError(
+            f"batch_size={out['batch_size']} must be a multiple of grad_accum_steps={accum} "
+            "(each microbatch holds batch_size / grad_accum_steps examples)"
+        )
     return out
 
 
@@ -164,6 +174,7 @@ def step_config(config) -> StepConfig:
         nonfinite_policy=nonfinite.get("policy", "stop"),
         max_consecutive_skips=int(nonfinite.get("max_consecutive_skips", 10)),
         augment=make_augment(config.get("augment")),
+        grad_accum_steps=int(config.get("grad_accum_steps", 1)),
     )
 
 

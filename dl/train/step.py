@@ -74,11 +74,15 @@ class StepConfig:
       augment: a batch transform `augment(rng, batch) -> batch` applied to
         training batches inside the step (e.g. `dl.data.augment.Augment`), or
         None. It must be hashable: it is a static argument of the compiled step.
+      grad_accum_steps: K > 1 splits each batch into K microbatches (examples
+        k, k + K, ...), runs them one after the other in a `lax.scan` and
+        applies one update with the gradient of the whole batch's loss.
     """
 
     nonfinite_policy: str = "stop"
     max_consecutive_skips: int = 10
     augment: Callable | None = None
+    grad_accum_steps: int = 1
 
 
 def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: StepConfig):
@@ -105,6 +109,11 @@ def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: Step
     if mask is None:
         mask = jnp.ones(batch["y"].shape[:1], jnp.float32)
     mutable = list(state.model_state)
+    if cfg.grad_accum_steps > 1:
+        loss, grads, sums, new_model_state = _accumulated(
+            state, batch, mask, rng, model=model, task=task, k=cfg.grad_accum_steps
+        )
+        return _finish_step(state, loss, grads, sums, new_model_state, tx, schedule, cfg)
 
     def loss_fn(params):
         variables = {"params": params, **state.model_state}
@@ -122,6 +131,80 @@ def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: Step
     (loss, (outputs, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params
     )
+    sums = masked_sums(task.metrics(jax.lax.stop_gradient(outputs), batch), mask)
+    return _finish_step(state, loss, grads, sums, new_model_state, tx, schedule, cfg)
+
+
+def _microbatches(tree, k: int):
+    """field -> [B, ...] as field -> [k, B / k, ...]: microbatch i holds examples i, i + k, ...
+
+    Strided rather than contiguous, so that each device's share of a batch
+    split over devices stays on that device.
+    """
+
+    def split(name, a):
+        if a.shape[0] % k:
+            raise ConfigError(
+                f"grad_accum_steps={k} must divide the batch: field {name!r} has {a.shape[0]} rows"
+            )
+        return jnp.moveaxis(a.reshape(a.shape[0] // k, k, *a.shape[1:]), 1, 0)
+
+    return {name: split(name, a) for name, a in tree.items()}
+
+
+def _accumulated(state: TrainState, batch, mask, rng, *, model, task, k: int):
+    """Loss, gradient, metric sums and model state of a batch run as k microbatches.
+
+    The loss is the whole batch's masked mean: the microbatches' gradients of
+    their loss sums are added and divided by the batch's total weight (the
+    task's denominators, which depend on the data alone). Mutable collections
+    (batch-norm statistics) go through the microbatches in order, as k
+    steps of the model would update them; dropout draws with key
+    fold_in(step key, 2 + i) in microbatch i.
+    """
+    mutable = list(state.model_state)
+
+    def micro_step(model_state, i, micro):
+        micro = dict(micro)
+        micro_mask = micro.pop("mask")
+
+        def loss_sum(params):
+            out = model.apply(
+                {"params": params, **model_state},
+                *task.inputs(micro),
+                train=True,
+                rngs={"dropout": jax.random.fold_in(rng, 2 + i)},
+                mutable=mutable or False,
+            )
+            outputs, new_model_state = out if mutable else (out, model_state)
+            num, den = task.loss(outputs, micro)
+            return jnp.sum(num * micro_mask), (jnp.sum(den * micro_mask), outputs, new_model_state)
+
+        (num, (den, outputs, new_model_state)), grads = jax.value_and_grad(loss_sum, has_aux=True)(
+            state.params
+        )
+        sums = masked_sums(task.metrics(jax.lax.stop_gradient(outputs), micro), micro_mask)
+        return new_model_state, (num, den, grads, sums)
+
+    def one(carry, inputs):  # the totals carried, not stacked: one gradient's memory
+        model_state, totals = carry
+        model_state, parts = micro_step(model_state, *inputs)
+        return (model_state, jax.tree_util.tree_map(jnp.add, totals, parts)), None
+
+    micro = _microbatches({**batch, "mask": mask}, k)
+    first = jax.tree_util.tree_map(lambda a: a[0], micro)
+    shapes = jax.eval_shape(micro_step, state.model_state, jnp.int32(0), first)[1]
+    zeros = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+    (new_model_state, (num, den, grads, sums)), _ = jax.lax.scan(
+        one, (state.model_state, zeros), (jnp.arange(k), micro)
+    )
+    scale = jnp.where(den > 0, 1.0 / jnp.maximum(den, 1e-30), 0.0)
+    grads = jax.tree_util.tree_map(lambda g: g * scale.astype(g.dtype), grads)
+    return num * scale, grads, sums, new_model_state
+
+
+def _finish_step(state, loss, grads, sums, new_model_state, tx, schedule, cfg: StepConfig):
+    """The guarded update and the step's metrics, from its loss and gradient."""
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     new_state = _guarded_update(state, grads, new_model_state, finite, tx, cfg)
@@ -132,7 +215,7 @@ def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: Step
         "grad_norm": grad_norm,
         "learning_rate": jnp.asarray(schedule(state.step), jnp.float32),
         "finite": finite & running,
-        "sums": masked_sums(task.metrics(jax.lax.stop_gradient(outputs), batch), mask),
+        "sums": sums,
     }
     return new_state, metrics
 
