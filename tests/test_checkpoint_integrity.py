@@ -89,6 +89,112 @@ def test_twenty_single_bit_flips_are_each_detected_and_fall_back(digits_run, cap
     assert Checkpoints(workdir, read_only=True).restore(ab)[2] == 40  # all bytes back
 
 
+def test_dl_load_restores_the_checkpoint_of_a_given_step(digits_run):
+    import dl
+
+    c, workdir = digits_run
+    ab = build(c).abstract_state()
+    ckpts = Checkpoints(workdir, read_only=True)
+    assert ckpts.steps() == [20, 40]
+    at_20, latest = ckpts.restore(ab, 20)[0], ckpts.restore(ab)[0]
+    assert not same(at_20.params, latest.params)
+    for which in (20, "20"):  # Python's int, and the binaries' --checkpoint=20
+        predictor = dl.load(workdir, checkpoint=which)
+        assert predictor.step == 20 and same(predictor.params, at_20.params)
+    assert same(dl.load(workdir).params, latest.params)
+    with pytest.raises(
+        CheckpointError, match=r"no checkpoint at step 30 .* steps there: \[20, 40\]"
+    ):
+        dl.load(workdir, checkpoint=30)
+
+
+NOISE = (
+    "Traceback",
+    "Event loop is closed",
+    "exception was never retrieved",  # asyncio's, of a Task or a _GatheringFuture
+    "Exception ignored in",
+    "See full TensorStore details",
+)
+
+
+def test_a_truncated_step_is_one_line_and_its_details_come_back_with_verbosity(
+    digits_run, tmp_path
+):
+    _, workdir = digits_run
+    run = tmp_path / "run"
+    shutil.copytree(workdir, run)
+    for path in array_files(run / "checkpoints" / "40"):  # cut short, as by a full disk
+        with open(path, "r+b") as f:
+            f.truncate(1000)  # every array unreadable: orbax's reads fail all at once
+    # A fresh interpreter (env=): orbax's unfinished reads are reported as late as its exit.
+    proc = run_binary(
+        "experiments.evaluate", f"--workdir={run}", "--figures=false", env={"DL_TEST": "1"}
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["step"] == 20
+    for noise in NOISE:
+        assert noise not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert all(line[:1] in "IWEF" and line[1:5].isdigit() for line in lines), proc.stderr
+    bad = [line for line in lines if "cannot be read" in line]
+    assert len(bad) == 1 and "checkpoint step 40" in bad[0], proc.stderr
+    # --verbosity=1 keeps orbax's details: the failed read's traceback.
+    proc = run_binary(
+        "experiments.evaluate", f"--workdir={run}", "--figures=false", "--verbosity=1"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"reading {run / 'checkpoints' / '40'} failed" in proc.stderr
+    assert "Traceback" in proc.stderr and "See full TensorStore details" in proc.stderr
+
+
+def test_orbax_noise_is_dropped_unless_verbose_and_other_noise_is_kept(monkeypatch):
+    """The filters themselves: the binary test above sees their noise only in some runs."""
+    import sys
+    import types
+
+    from absl import logging as absl_logging
+
+    import dl.train.orbax_noise as orbax_noise
+
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    monkeypatch.setattr(orbax_noise, "_installed", False)
+    orbax_noise.quiet()  # wraps the recorder
+
+    def unraisable(filename):  # a coroutine of code in `filename` that raised as it closed
+        namespace = {}
+        exec(compile("async def read():\n    raise Exception('x')\n", filename, "exec"), namespace)
+        coroutine = namespace["read"]()
+        try:
+            coroutine.send(None)
+        except Exception as e:
+            return types.SimpleNamespace(
+                exc_type=type(e),
+                exc_value=e,
+                exc_traceback=e.__traceback__,
+                object=coroutine,
+                err_msg=None,
+            )
+
+    inside = unraisable(os.path.join(os.sep, "x", "orbax", "checkpoint", "serialization.py"))
+    outside = unraisable(os.path.join(os.sep, "x", "mine.py"))
+    never = logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "", (), None)
+    never.msg = "_GatheringFuture exception was never retrieved"
+    verbosity = absl_logging.get_verbosity()
+    try:
+        absl_logging.set_verbosity(absl_logging.WARNING)
+        sys.unraisablehook(inside)
+        sys.unraisablehook(outside)
+        assert reported == [outside]
+        assert not orbax_noise._Drop().filter(never)
+        absl_logging.set_verbosity(absl_logging.DEBUG)  # --verbosity=1
+        sys.unraisablehook(inside)
+        assert reported == [outside, inside]
+        assert orbax_noise._Drop().filter(never)
+    finally:
+        absl_logging.set_verbosity(verbosity)
+
+
 def test_a_flipped_bit_is_reported_by_evaluate_and_moved_aside_by_train(tmp_path):
     args = [
         f"--config={config_path('mlp_digits')}",

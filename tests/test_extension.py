@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from conftest import config_path, load_config, run_binary
-from dl.data import from_arrays
+from dl.data import from_arrays, raw_splits
 from dl.errors import ConfigError
 from dl.tasks import Classification
 from dl.train import Action, Checkpoints, build, train
-from dl.train.evaluation import restore_run
+from dl.train.evaluation import read_run_config, restore_run
 
 MY_NETS = """
 import flax.linen as nn
@@ -27,7 +27,7 @@ class ResMLP(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train=False):
-        x = nn.Dense(self.width)(x.reshape(len(x), -1))
+        x = nn.Dense(self.width)(x.reshape(x.shape[0], -1))
         for _ in range(self.depth):
             x = x + nn.Dense(self.width)(nn.relu(x))
         return nn.Dense(self.num_outputs)(nn.relu(x))
@@ -78,6 +78,54 @@ def test_a_model_named_by_import_path_is_found_again_by_every_binary(tmp_path):
         "experiments.lr_find", f"--workdir={work}", "--num_steps=20", cwd=str(tmp_path)
     )
     assert found.returncode == 0, found.stderr
+    # export imports the model again; the exported function, called with jax alone on the
+    # raw test digits, gives the accuracy evaluate reported (preprocessing included).
+    exported = run_binary(
+        "experiments.export",
+        f"--workdir={work}",
+        f"--output={tmp_path / 'model.jax'}",
+        "--platforms=cpu",
+        cwd=str(tmp_path),
+    )
+    assert exported.returncode == 0, exported.stderr
+    raw = raw_splits(read_run_config(str(work)).dataset)["test"]
+    with open(tmp_path / "model.jax", "rb") as f:
+        labels = np.asarray(jax.export.deserialize(f.read()).call(raw["x"])["labels"])
+    accuracy = json.loads(evaluated.stdout.strip().splitlines()[-1])["accuracy"]
+    assert abs(float(np.mean(labels == raw["y"])) - accuracy) <= 1 / len(labels)
+    # A model that needs the batch size as an int (len(x), as README's ResMLP) cannot be
+    # traced with a symbolic one: exit 2, one line naming the model's line, no traceback.
+    (tmp_path / "my_nets.py").write_text(MY_NETS.replace("x.shape[0]", "len(x)"))
+    refused = run_binary(
+        "experiments.export",
+        f"--workdir={work}",
+        f"--output={tmp_path / 'len.jax'}",
+        "--platforms=cpu",
+        cwd=str(tmp_path),
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert "cannot be exported with a symbolic batch size" in refused.stderr
+    assert "my_nets.py:12" in refused.stderr.strip().splitlines()[-1]
+    (tmp_path / "my_nets.py").write_text(MY_NETS)
+    # sweep builds every point (the import path) before training, then trains each; one
+    # point of 10 steps shows it.
+    swept = run_binary(
+        "experiments.sweep",
+        f"--config={config}",
+        f"--workdir={tmp_path / 'sweep'}",
+        *flags[:2],
+        "--config.num_train_steps=10",
+        "--config.log_every_steps=10",
+        "--config.eval_every_steps=10",
+        "--config.checkpoint_every_steps=10",
+        "--sweep=model.width=8",
+        cwd=str(tmp_path),
+    )
+    assert swept.returncode == 0, swept.stderr
+    statuses = json.loads(swept.stdout.strip().splitlines()[-1])["statuses"]
+    assert statuses == {"model.width=8": "done"}, swept.stdout
+    point = json.loads((tmp_path / "sweep" / "model.width=8" / "config.json").read_text())
+    assert point["model"] == {"name": "my_nets:ResMLP", "width": 8, "depth": 2}
     # The model's own fields are validated as dl's own models' are.
     typo = run_binary(
         "experiments.train",
@@ -88,6 +136,98 @@ def test_a_model_named_by_import_path_is_found_again_by_every_binary(tmp_path):
         cwd=str(tmp_path),
     )
     assert typo.returncode == 2 and "Traceback" not in typo.stderr
+
+
+@pytest.mark.slow
+def test_a_seq2seq_model_named_by_import_path_is_decoded_by_experiments_decode(tmp_path):
+    work = tmp_path / "run"
+    proc = run_binary(
+        "experiments.train",
+        f"--config={config_path('seq2seq_addition')}",
+        f"--workdir={work}",
+        "--config.model.name=dl.models.seq2seq:Seq2Seq",
+        "--config.dataset.num_samples=500",
+        "--config.dataset.max_digits=2",
+        "--config.model.hidden_size=16",
+        "--config.model.embed_dim=8",
+        "--config.batch_size=32",
+        "--config.num_train_steps=20",
+        "--config.log_every_steps=20",
+        "--config.eval_every_steps=20",
+        "--config.checkpoint_every_steps=20",
+        cwd=str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr
+    stored = json.loads((work / "config.json").read_text())
+    assert stored["model"]["name"] == "dl.models.seq2seq:Seq2Seq"
+    decoded = run_binary("experiments.decode", f"--workdir={work}", "--show=0", cwd=str(tmp_path))
+    assert decoded.returncode == 0, decoded.stderr
+    result = json.loads(decoded.stdout.strip().splitlines()[-1])
+    assert result["step"] == 20 and 0.0 <= result["token_accuracy"] <= 1.0
+
+
+MY_DATA = """
+import jax.numpy as jnp
+import numpy as np
+
+from dl.data import from_arrays
+from dl.tasks import Classification
+
+
+def load(config):
+    rng = np.random.default_rng(0)  # config: the dataset section, e.g. config.get("seed")
+    x = rng.normal(size=(240, 4)).astype(np.float32)
+    return from_arrays(x, (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0), num_classes=3)
+
+
+class WithErrorRate(Classification):
+    metric_directions = {**Classification.metric_directions, "error_rate": "min"}
+
+    def metrics(self, outputs, batch):
+        out = super().metrics(outputs, batch)
+        correct, count = out["accuracy"]
+        return {**out, "error_rate": (count - correct, count)}
+"""
+
+
+@pytest.mark.slow
+def test_a_dataset_and_a_task_named_by_import_path_are_imported_again_by_evaluate(tmp_path):
+    (tmp_path / "my_data.py").write_text(MY_DATA)
+    args = [
+        f"--config={config_path('mlp_digits')}",
+        "--config.dataset.name=my_data:load",
+        "--config.task.name=my_data:WithErrorRate",
+        "--config.model.hidden_sizes=(16,)",
+        "--config.num_train_steps=20",
+        "--config.log_every_steps=20",
+        "--config.eval_every_steps=20",
+        "--config.checkpoint_every_steps=20",
+    ]
+    work = tmp_path / "run"
+    proc = run_binary("experiments.train", *args, f"--workdir={work}", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    stored = json.loads((work / "config.json").read_text())
+    assert stored["dataset"]["name"] == "my_data:load"
+    assert stored["task"]["name"] == "my_data:WithErrorRate"
+    summary = json.loads(proc.stdout.split("summary ", 1)[1].splitlines()[0])
+    assert summary["parameters"] == 4 * 16 + 16 + 16 * 3 + 3  # 4 features in, 3 classes out
+    proc = run_binary("experiments.evaluate", f"--workdir={work}", "--nofigures", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["error_rate"] == pytest.approx(1 - result["accuracy"])  # the task's own metric
+    assert result["accuracy"] == summary["test"]["accuracy"]  # the same data, drawn again
+    # A task or a dataset path that does not resolve: exit 2, one line naming both parts.
+    for flag, message in (
+        ("--config.task.name=my_data:NoSuchTask", "module 'my_data' has no attribute 'NoSuchTask'"),
+        ("--config.dataset.name=no_such_data:load", "cannot import module 'no_such_data'"),
+    ):
+        bad = run_binary(
+            "experiments.train", *args, flag, f"--workdir={tmp_path / 'bad'}", cwd=str(tmp_path)
+        )
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+        last = bad.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and message in last, bad.stderr
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize(
@@ -307,8 +447,9 @@ def test_callbacks_must_be_actions_with_names_of_their_own(tmp_path):
         quiet(c, tmp_path, callbacks=[clash])
 
 
-def _tree(workdir, config):
-    return Checkpoints(str(workdir), read_only=True).restore(build(config).abstract_state())[0]
+def _tree(workdir, config, which="latest"):
+    ckpts = Checkpoints(str(workdir), read_only=True)
+    return ckpts.restore(build(config).abstract_state(), which)[0]
 
 
 @pytest.mark.slow
@@ -326,6 +467,7 @@ def test_init_from_loads_another_runs_weights_and_freeze_keeps_them(tmp_path):
     tuned = [
         *base,
         f"--config.init_from.workdir={tmp_path / 'a'}",
+        "--config.init_from.checkpoint=20",  # a step of a's, not its latest (40)
         "--config.init_from.exclude=('output/.*',)",
         "--config.freeze=('hidden_0/.*',)",
     ]
@@ -334,14 +476,17 @@ def test_init_from_loads_another_runs_weights_and_freeze_keeps_them(tmp_path):
     c = load_config("mlp_digits")
     c.model.hidden_sizes, c.num_train_steps = (64,), 40
     c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 20
-    first = _tree(tmp_path / "a", c)
+    first, latest = _tree(tmp_path / "a", c, 20), _tree(tmp_path / "a", c)
     c.freeze = ("hidden_0/.*",)
     second = _tree(tmp_path / "b", c)
-    # Loaded and frozen: bitwise the first run's; excluded and trained: not.
+    # Loaded and frozen: bitwise the first run's at step 20; excluded and trained: not.
     for leaf in ("kernel", "bias"):
         np.testing.assert_array_equal(
             second.params["hidden_0"][leaf], first.params["hidden_0"][leaf]
         )
+    assert not np.array_equal(
+        first.params["hidden_0"]["kernel"], latest.params["hidden_0"]["kernel"]
+    )
     assert not np.array_equal(second.params["output"]["kernel"], first.params["output"]["kernel"])
     # A run with checkpoints of its own resumes from them, whatever init_from says.
     again = run_binary(
@@ -373,6 +518,7 @@ def test_init_from_refuses_leaves_that_do_not_fit_and_loads_nothing(tmp_path):
     with pytest.raises(ConfigError, match=r"init_from.exclude pattern\(s\) \['hiden_0/.\*'\]"):
         quiet(c, tmp_path / "b")
     c.init_from.exclude = ("hidden_0/.*", "output/.*")
+    c.init_from.checkpoint = "best"  # a's best/ (its one evaluation, at step 20)
     assert quiet(c, tmp_path / "b")["step"] == 20
 
 

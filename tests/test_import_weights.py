@@ -50,13 +50,18 @@ def resnet18_shapes(num_classes: int = 1000) -> dict[str, tuple[int, ...]]:
     return {**out, "fc.weight": (num_classes, 512), "fc.bias": (num_classes,)}
 
 
+def _he(shape) -> float:
+    return float(np.sqrt(2 / np.prod(shape[1:]))) if len(shape) > 1 else 1.0
+
+
 def random_state_dict(shapes, seed=0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     out = {
         k: np.asarray(7, np.int64)
         if k.endswith("num_batches_tracked")
-        # float32, not float64: what torch.save(model.state_dict()) holds
-        else rng.standard_normal(s).astype(np.float32)
+        # float32, not float64: what torch.save(model.state_dict()) holds; kernels scaled
+        # by their fan-in (He), so that logits stay of a size a loss can be compared at
+        else (rng.standard_normal(s) * _he(s)).astype(np.float32)
         for k, s in shapes.items()
     }
     for k in out:
@@ -108,13 +113,25 @@ def test_unknown_arch_and_format_exit_2(tmp_path):
     assert not os.path.exists(tmp_path / "out")
 
 
-@pytest.mark.slow
-def test_resnet18_without_torch_fills_every_variable(tmp_path):
+@pytest.fixture(scope="module")
+def imported_resnet18(tmp_path_factory):
+    """(state dict, its file, the workdir experiments.import_weights made of it, its output).
+
+    Shared by the tests that read the import (it takes seconds); they leave the
+    workdir's checkpoint as it is.
+    """
+    directory = tmp_path_factory.mktemp("resnet18")
     tensors = random_state_dict(resnet18_shapes())
-    file = save_safetensors(tensors, tmp_path / "r18.safetensors")
-    output = tmp_path / "imported"
+    file = save_safetensors(tensors, directory / "r18.safetensors")
+    output = directory / "imported"
     proc = import_file("resnet18", file, output)
     assert proc.returncode == 0, proc.stderr
+    return tensors, file, output, proc
+
+
+@pytest.mark.slow
+def test_resnet18_without_torch_fills_every_variable(imported_resnet18, tmp_path):
+    tensors, file, output, proc = imported_resnet18
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["classes"] == 1000 and result["tensors"] == 102 and result["written"]
     assert result["parameters"] == 11_689_512  # torchvision's
@@ -170,14 +187,109 @@ def test_resnet18_without_torch_fills_every_variable(tmp_path):
     with pytest.raises(ConfigError, match="exists and is not empty"):
         import_weights("torchvision", "resnet18", file, str(tmp_path / "busy"))
 
-    # The workdir's own config builds and restores: its placeholder data (48 synthetic
-    # examples over 1000 classes, split per class) evaluates, but has no test split.
-    proc = run_binary("experiments.evaluate", f"--workdir={output}", "--split=train", "--nofigures")
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["step"] == 0 and 0.0 <= result["accuracy"] <= 1.0
+    # The workdir's own config builds and restores (experiments.evaluate on it with real
+    # data: test_an_imported_workdir_is_fine_tuned_predicted_and_evaluated); its
+    # placeholder data (48 synthetic examples over 1000 classes, split per class) has no
+    # test split.
+    assert config["dataset"]["standardize"] == "imagenet"  # what preprocessing.npz records
     with pytest.raises(ConfigError, match="the test split .* has no examples"):
         evaluate(str(output), split="test")
+
+
+def _write_images(folder, classes, per_class, size, seed=0) -> list[str]:
+    """RGB PNGs in one sub-folder per class (flat with classes=None); returns their paths."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for c, name in enumerate(classes or [""]):
+        os.makedirs(folder / name, exist_ok=True)
+        for i in range(per_class):
+            arr = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+            arr[..., 0] = (40 + 150 * c) % 256
+            Image.fromarray(arr).save(folder / name / f"{i}.png")
+            paths.append(str(folder / name / f"{i}.png"))
+    return paths
+
+
+@pytest.mark.slow
+def test_an_imported_workdir_is_fine_tuned_predicted_and_evaluated(imported_resnet18, tmp_path):
+    from PIL import Image
+
+    import dl
+    from conftest import config_path
+
+    tensors, _, output, _ = imported_resnet18
+    # README's fine-tuning example on a folder of 12 images of 2 classes, briefly: every
+    # variable but the head starts from the import, the stem stays as imported.
+    _write_images(tmp_path / "pets", ["cat", "dog"], 6, 16)
+    tuned = tmp_path / "tuned"
+    proc = run_binary(
+        "experiments.train",
+        f"--config={config_path('finetune_resnet18')}",
+        f"--workdir={tuned}",
+        f"--config.dataset.name=images:{tmp_path / 'pets'}",
+        "--config.dataset.image_size=16",
+        f"--config.init_from.workdir={output}",
+        "--config.init_from.exclude=('head/.*',)",
+        "--config.freeze=('stem_.*',)",
+        "--config.batch_size=4",
+        "--config.eval_batch_size=8",
+        "--config.num_train_steps=2",
+        "--config.log_every_steps=2",
+        "--config.eval_every_steps=2",
+        "--config.checkpoint_every_steps=2",
+    )
+    assert proc.returncode == 0, proc.stderr
+    state, _, step = Checkpoints(str(tuned), read_only=True).restore(None)
+    params = state["params"]
+    assert step == 2 and params["head"]["kernel"].shape == (512, 2)  # the folder's classes
+    np.testing.assert_array_equal(  # loaded and frozen: bitwise the imported tensor
+        params["stem_conv"]["kernel"], tensors["conv1.weight"].transpose(2, 3, 1, 0)
+    )
+    imported = tensors["layer4.1.conv2.weight"].transpose(2, 3, 1, 0)
+    trained = np.asarray(params["stage4_block2"]["conv2"]["kernel"])
+    assert not np.array_equal(trained, imported)  # loaded, then trained (not drawn afresh)
+    assert np.corrcoef(trained.ravel(), imported.ravel())[0, 1] > 0.9
+
+    # experiments.predict on the import: torchvision's 224x224 RGB inputs, normalized
+    # as preprocessing.npz says, give dl.load's predictions.
+    files = _write_images(tmp_path / "new", None, 2, 224, seed=1)
+    proc = run_binary(
+        "experiments.predict",
+        f"--workdir={output}",
+        f"--input={tmp_path / 'new'}",
+        f"--output={tmp_path / 'out.npz'}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    predictor = dl.load(str(output))
+    raw = np.stack([np.asarray(Image.open(f), np.float32) / 255 for f in files])
+    expected = predictor.predict(raw)
+    with np.load(tmp_path / "out.npz") as f:
+        np.testing.assert_array_equal(f["labels"], expected["labels"])
+        np.testing.assert_allclose(f["probabilities"], expected["probabilities"], atol=1e-6)
+
+    # experiments.evaluate on the import given a folder of its 1000 classes (one 8x8
+    # image each, all in the train split): the loss of the model on those images,
+    # normalized as the weights expect.
+    paths = _write_images(tmp_path / "val", [f"{c:04d}" for c in range(1000)], 1, 8, seed=2)
+    proc = run_binary(
+        "experiments.evaluate",
+        f"--workdir={output}",
+        f"--dataset.name=images:{tmp_path / 'val'}",
+        "--dataset.image_size=8",
+        "--split=train",
+        "--nofigures",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["step"] == 0 and result["dataset"] == f"images:{tmp_path / 'val'}"
+    prep = predictor.preprocessing
+    x = np.stack([np.asarray(Image.open(p), np.float32) / 255 for p in paths])
+    apply = jax.jit(lambda v, x: predictor.model.apply(v, x, train=False))
+    logits = np.asarray(apply(predictor.variables, (x - prep.x_mean) / prep.x_std), np.float64)
+    loss = np.mean(jax.nn.logsumexp(logits, axis=-1) - logits[np.arange(1000), np.arange(1000)])
+    assert result["loss"] == pytest.approx(float(loss), rel=1e-5)
 
 
 @pytest.mark.slow

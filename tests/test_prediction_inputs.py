@@ -152,6 +152,7 @@ def test_char_lm_predicts_the_token_after_each_prompt_whatever_the_padding(tmp_p
         predictor.predict(["naïve"])
 
 
+@pytest.mark.slow
 def test_graph_predictions_give_the_evaluators_accuracy(tmp_path):
     config = _short(load_config("gnn_synthetic"), 40)
     config.dataset.num_graphs, config.eval_batch_size = 200, 16
@@ -219,3 +220,61 @@ def test_non_finite_inputs_are_refused_naming_the_example(tmp_path):
     )
     assert proc.returncode == 2 and "example 1 holds nan" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()
+
+
+@pytest.mark.slow
+def test_predict_on_an_image_folder_gives_what_the_model_gives_on_the_loaders_images(tmp_path):
+    import json
+
+    from conftest import config_path, run_binary
+    from dl.train.evaluation import read_run_config
+
+    folder = tmp_path / "images"
+    files = _image_folder(folder)  # 12 grayscale 12x12 PNGs in cat/ and dog/
+    work = tmp_path / "run"
+    proc = run_binary(
+        "experiments.train",
+        f"--config={config_path('mlp_digits')}",
+        f"--workdir={work}",
+        f"--config.dataset.name=images:{folder}",
+        "--config.dataset.image_size=8",  # README-documented fields, on the command line
+        "--config.dataset.channels=3",
+        "--config.model.hidden_sizes=(16,)",
+        "--config.batch_size=4",
+        "--config.num_train_steps=20",
+        "--config.log_every_steps=20",
+        "--config.eval_every_steps=20",
+        "--config.checkpoint_every_steps=20",
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.split("summary ", 1)[1].splitlines()[0])
+    cfg = read_run_config(str(work)).dataset
+    assert (cfg.image_size, cfg.channels) == (8, 3)
+    proc = run_binary(
+        "experiments.predict",
+        f"--workdir={work}",
+        f"--input={folder}",
+        f"--output={tmp_path / 'out.npz'}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    with np.load(tmp_path / "out.npz") as f:
+        got = {k: f[k] for k in f.files}
+    assert got["file"].tolist() == files and got["probabilities"].shape == (12, 2)
+
+    predictor = dl.load(str(work))
+    assert tuple(predictor.preprocessing.input_shape) == (8, 8, 3)  # grayscale files made RGB
+    # The same files read here at their own size: dl.load resizes them as the binary did.
+    raw = np.stack([np.asarray(Image.open(folder / f).convert("RGB")) for f in files]) / 255
+    expected = predictor.predict(raw.astype(np.float32))
+    np.testing.assert_array_equal(got["labels"], expected["labels"])
+    np.testing.assert_allclose(got["probabilities"], expected["probabilities"], atol=1e-6)
+    # The test split as training loaded it (resized, made RGB, standardized): the model's
+    # outputs there are the binary's, and its labels give the accuracy training reported.
+    data = load_dataset(cfg)
+    test = source_split_indices(load_source(cfg), cfg.name, cfg)["test"]
+    logits = predictor.model.apply(predictor.variables, data.splits["test"]["x"], train=False)
+    np.testing.assert_allclose(got["probabilities"][test], jax.nn.softmax(logits), atol=1e-6)
+    truth = np.array([f.startswith("dog") for f in files], np.int32)
+    np.testing.assert_array_equal(data.splits["test"]["y"], truth[test])
+    accuracy = float(np.mean(got["labels"][test] == truth[test]))
+    assert accuracy == pytest.approx(summary["test"]["accuracy"], abs=1e-12)

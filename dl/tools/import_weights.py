@@ -135,9 +135,12 @@ def file_digest(path: str) -> str:
 def import_config(arch: str, classes: int) -> ml_collections.ConfigDict:
     """The config an imported workdir records.
 
-    The dataset is synthetic, of ImageNet-style inputs (224x224x3, already
-    normalized: `standardize="none"`) and the file's classes; replace it with
-    real data through `--config.dataset...` where a binary takes overrides.
+    The dataset is synthetic, of ImageNet-style inputs (224x224x3) and the
+    file's classes; replace it with real data through `--config.dataset...` or
+    `--dataset...` where a binary takes overrides. `standardize="imagenet"` is
+    the normalization the weights expect, as preprocessing.npz records it, so
+    that real data given so (`experiments.evaluate --dataset.name=images:DIR`)
+    is normalized as `dl.load` and `experiments.predict` normalize it.
     The optimizer is plain SGD, so the checkpoint holds the weights and no
     optimizer moments.
     """
@@ -147,7 +150,7 @@ def import_config(arch: str, classes: int) -> ml_collections.ConfigDict:
     c.dataset.num_samples = 48
     c.dataset.feature_shape = INPUT_SHAPE
     c.dataset.num_classes = classes
-    c.dataset.standardize = "none"
+    c.dataset.standardize = "imagenet"
     c.dataset.validation_fraction = 0.1
     c.dataset.test_fraction = 0.1
     c.model = ml_collections.ConfigDict(dict(name=arch, num_outputs=classes))

@@ -1,14 +1,17 @@
 """One line per failed checkpoint read or write, instead of orbax's and asyncio's tracebacks.
 
-When orbax fails to read or write a step, three kinds of noise follow, none
+When orbax fails to read or write a step, four kinds of noise follow, none
 saying more than the error dl reports itself (the step, the path, the
 cause):
 
 - the reads and writes tensorstore still has in flight finish after orbax's
   event loop is closed, and each prints "RuntimeError: Event loop is
   closed" through `sys.unraisablehook`;
-- asyncio logs "Task exception was never retrieved" with the full
-  tensorstore spec;
+- asyncio logs "Task exception was never retrieved" (or "_GatheringFuture
+  exception ...") with the full tensorstore spec;
+- orbax's read coroutines that are closed unfinished raise on the way out,
+  and Python prints "Exception ignored in: <coroutine object ...>" with the
+  tensorstore spec ("See full TensorStore details: <bound method ...>");
 - orbax's background threads log the exception with its traceback
   (`logging.exception`) before it reaches `wait_until_finished`, where dl
   catches it.
@@ -42,7 +45,7 @@ class _Drop(std_logging.Filter):
         if verbose():
             return True
         if record.name == "asyncio":
-            return not str(record.msg).startswith("Task exception was never retrieved")
+            return "exception was never retrieved" not in str(record.msg)
         # orbax's own report of a failed background save or read (dl reports it once).
         return not (record.levelno >= std_logging.ERROR and _ORBAX in record.pathname)
 
@@ -58,13 +61,26 @@ def quiet() -> None:
     def hook(unraisable):
         e = unraisable.exc_value
         closed_loop = isinstance(e, RuntimeError) and str(e) == "Event loop is closed"
-        if verbose() or not closed_loop:
+        if verbose() or not (closed_loop or _from_orbax(unraisable)):
             previous(unraisable)
 
     sys.unraisablehook = hook
     drop = _Drop()
     std_logging.getLogger("asyncio").addFilter(drop)
     std_logging.getLogger("absl").addFilter(drop)
+
+
+def _from_orbax(unraisable) -> bool:
+    """Whether an unraisable exception is one of orbax's: its coroutine's, or raised in its code."""
+    code = getattr(unraisable.object, "cr_code", None)
+    if code is not None and _ORBAX in code.co_filename:
+        return True
+    tb = unraisable.exc_traceback
+    while tb is not None:
+        if _ORBAX in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 _SPEC = re.compile(r"\s*\[tensorstore_spec.*$|\s*See full TensorStore details.*$")

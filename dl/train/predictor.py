@@ -17,6 +17,7 @@ saved: those recompute it from the stored config, with a warning.
 from __future__ import annotations
 
 import os
+import traceback
 
 import jax
 import jax.numpy as jnp
@@ -237,7 +238,12 @@ def export(predictor: Predictor, platforms=("cpu", "cuda")) -> tuple[jax.export.
         return task.infer(model, variables, batch)
 
     with fast_paths.disabled():
-        exported = jax.export.export(jax.jit(predict), platforms=tuple(platforms))(*specs.values())
+        try:
+            exported = jax.export.export(jax.jit(predict), platforms=tuple(platforms))(
+                *specs.values()
+            )
+        except (TypeError, jax.errors.InconclusiveDimensionOperation) as e:
+            raise ConfigError(_symbolic_batch_error(model, e)) from None
     outputs = jax.tree_util.tree_unflatten(exported.out_tree, exported.out_avals)
     description = {
         "format": "jax.export (StableHLO), jax " + jax.__version__,
@@ -250,6 +256,28 @@ def export(predictor: Predictor, platforms=("cpu", "cuda")) -> tuple[jax.export.
         "facts": {k: prep.info[k] for k in FACTS if k in prep.info},
     }
     return exported, description
+
+
+def _symbolic_batch_error(model, e: BaseException) -> str:
+    """One line for a model that cannot be traced with a symbolic batch size.
+
+    Code that needs the batch size as a Python int (`len(x)`, `int(x.shape[0])`)
+    fails under `jax.export`'s symbolic shapes with a TypeError; the message
+    names the line of the model's code where it happened.
+    """
+    frames = [
+        f
+        for f in traceback.extract_tb(e.__traceback__)
+        if os.sep + "jax" + os.sep not in f.filename and os.sep + "flax" + os.sep not in f.filename
+    ]
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return (
+        f"model {type(model).__name__} cannot be exported with a symbolic batch size: "
+        f"{type(e).__name__}: {first}{where}; code that needs the batch size as a Python int "
+        "(len(x), int(x.shape[0])) must take it from the shape instead, e.g. "
+        "x.reshape(x.shape[0], -1)"
+    )
 
 
 def _prepare_traced(prep: Preprocessing, x):
