@@ -25,7 +25,7 @@ def base_config() -> ml_collections.ConfigDict:
       schedule, grad_clip_norm, batch_size, grad_accum_steps, eval_batch_size,
       num_train_steps, steps_per_call, log_every_steps, eval_every_steps,
       checkpoint_every_steps, keep_checkpoints, best_metric, target_metric,
-      target_value, early_stopping, nonfinite, augment, init_from and freeze.
+      target_value, early_stopping, nonfinite, augment, init_from, freeze and ema.
     """
     c = ml_collections.ConfigDict()
     c.name = ""
@@ -65,8 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.schedule = ml_collections.ConfigDict(dict(name="constant"))
     c.grad_clip_norm = 0.0
     c.batch_size = 32
-    # Each batch run as this many microbatches in the step, one update: the
-    # gradient of batch_size examples with the memory of batch_size / K.
+    # Each batch as K microbatches in the step, one update (the memory of batch_size / K).
     c.grad_accum_steps = 1
     c.eval_batch_size = 256
     c.num_train_steps = 1000
@@ -93,6 +92,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.init_from = ml_collections.ConfigDict(dict(workdir="", checkpoint="latest", exclude=()))
     # Regular expressions over parameter paths that are not trained.
     c.freeze = ()
+    # ema = decay * ema + (1 - decay) * params after each update (0: none); select_best:
+    # the loop's evaluations (best, early stopping, target, summary) score the average.
+    c.ema = ml_collections.ConfigDict(dict(decay=0.0, select_best=False))
     return c
 
 

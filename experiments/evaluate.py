@@ -2,6 +2,7 @@ r"""Evaluates a checkpoint of a training run.
 
     python -m experiments.evaluate --workdir=runs/mlp_digits \
         [--checkpoint=latest|best|STEP] [--split=test|validation|train] \
+        [--weights=params|ema] \
         [--dataset.name=images:DIR --dataset.FIELD=VALUE ...]
 
 Rebuilds the experiment from the config stored in the workdir, restores the
@@ -27,6 +28,12 @@ from experiments import common
 flags.DEFINE_string("workdir", None, "A directory written by experiments.train.")
 flags.DEFINE_string("checkpoint", "latest", "'latest', 'best' or a step number.")
 flags.DEFINE_enum("split", "test", ["test", "validation", "train"], "Split to evaluate.")
+flags.DEFINE_enum(
+    "weights",
+    "params",
+    ["params", "ema"],
+    "The run's parameters, or their moving average (runs trained with ema.decay > 0).",
+)
 flags.DEFINE_bool(
     "figures",
     True,
@@ -55,7 +62,12 @@ def main(argv):
     try:
         result = common.guard(
             lambda: evaluate(
-                FLAGS.workdir, FLAGS.checkpoint, FLAGS.split, FLAGS.figures, dataset_fields=fields
+                FLAGS.workdir,
+                FLAGS.checkpoint,
+                FLAGS.split,
+                FLAGS.figures,
+                dataset_fields=fields,
+                weights=FLAGS.weights,
             )
         )
     except CheckpointError as e:

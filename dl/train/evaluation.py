@@ -84,6 +84,15 @@ def restore_run(
     return config, exp, state, step
 
 
+WEIGHTS = ("params", "ema")
+
+
+def check_weights(weights: str) -> None:
+    """Refuses weights that are not "params" or "ema"."""
+    if weights not in WEIGHTS:
+        raise ConfigError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+
+
 def check_checkpoint(checkpoint) -> None:
     """Refuses a checkpoint that is not "latest", "best" or a step number."""
     if checkpoint not in ("latest", "best") and not str(checkpoint).isdigit():
@@ -116,6 +125,7 @@ def evaluate(
     figures: bool = True,
     *,
     dataset_fields: dict | None = None,
+    weights: str = "params",
 ) -> dict:
     """Restores a checkpoint of `workdir` and evaluates it on `split`.
 
@@ -127,6 +137,7 @@ def evaluate(
       dataset_fields: fields that replace those of the run's dataset section
         (e.g. {"name": "images:/data/val", "image_size": 224}): evaluates the
         run's model on other data.
+      weights: "params", or "ema" for the moving average of the parameters.
 
     Returns:
       The metrics, with the checkpoint's step. A file that cannot be written
@@ -136,7 +147,10 @@ def evaluate(
     Raises:
       ConfigError: also when the split has no examples.
     """
+    check_weights(weights)
     config, exp, state, step = restore_run(workdir, checkpoint, dataset_fields=dataset_fields)
+    if weights == "ema":
+        state = state.with_ema_weights()
     sizes = exp.dataset.info.get("sizes", {})
     if sizes.get(split, 1) == 0:
         raise ConfigError(
@@ -150,6 +164,7 @@ def evaluate(
         "checkpoint": checkpoint,
         "step": step,
         "split": split,
+        "weights": weights,
         "dataset": exp.dataset.name,
         **metrics,
     }

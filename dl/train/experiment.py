@@ -36,6 +36,7 @@ RUN_RANGES = {
         "target_value": Range(),
         "grad_accum_steps": Range(1, integer=True),
     },
+    "ema": {"decay": Range(0.0, 1.0, high_open=True)},
     "early_stopping": {"patience": Range(0, integer=True), "min_delta": Range(0)},
     "nonfinite": {"max_consecutive_skips": Range(0, integer=True)},
     "dataset": {
@@ -165,6 +166,17 @@ def check_numbers(config) -> None:
     for section, ranges in RUN_RANGES.items():
         part = config.get(section, None) if section else config
         check_ranges(part, ranges, f"{section}." if section else "")
+    check_ema(config)
+
+
+def check_ema(config) -> None:
+    """Refuses ema.select_best without a moving average to select on."""
+    ema = config.get("ema", {})
+    if ema.get("select_best", False) and not float(ema.get("decay", 0.0) or 0.0) > 0:
+        raise ConfigError(
+            "ema.select_best=True scores the moving average of the parameters: set "
+            "ema.decay in (0, 1), e.g. --config.ema.decay=0.999"
+        )
 
 
 def step_config(config) -> StepConfig:
@@ -175,6 +187,7 @@ def step_config(config) -> StepConfig:
         max_consecutive_skips=int(nonfinite.get("max_consecutive_skips", 10)),
         augment=make_augment(config.get("augment")),
         grad_accum_steps=int(config.get("grad_accum_steps", 1)),
+        ema_decay=float(config.get("ema", {}).get("decay", 0.0)),
     )
 
 

@@ -104,6 +104,8 @@ def train(
         writer = MetricWriter(workdir, resume_step) if is_lead() else NullWriter()
         stack.callback(writer.close)
         feeder, evaluator = inputs_for(exp, intervals, int(to_host(state.step)), actions, stack)
+        if config.get("ema", {}).get("select_best", False):
+            evaluator = OnMovingAverage(evaluator)
         compile_seconds = feeder.compile(state)
         loop = Loop(config, workdir, exp, ckpts, writer, stream, actions, compilations, config_dict)
         loop.start(state, feeder, evaluator)
@@ -357,6 +359,16 @@ class Loop:
         )
 
 
+class OnMovingAverage:
+    """An evaluator that scores the state's moving average of the parameters (ema.select_best)."""
+
+    def __init__(self, evaluate):
+        self.evaluate = evaluate
+
+    def __call__(self, state, split: str) -> dict:
+        return self.evaluate(state.with_ema_weights(), split)
+
+
 def _restore(exp: Experiment, ckpts: Checkpoints, config_dict: dict, workdir: str, actions):
     """The state to train from: the latest readable checkpoint, else a fresh one.
 
@@ -370,7 +382,7 @@ def _restore(exp: Experiment, ckpts: Checkpoints, config_dict: dict, workdir: st
         state = exp.init_state()
         if source:
             params, model_state = initial_weights(exp.config.init_from, state)
-            state = TrainState.create(params, model_state, exp.steps.tx, state.rng)
+            state = TrainState.create(params, model_state, exp.steps.tx, state.rng, exp.steps.ema)
         return put_replicated(state, exp.mesh), None
     if source:
         logging.info("resuming from %s's own checkpoints: init_from is not used", workdir)

@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dl.errors import ConfigError
+
 
 class TrainState(flax.struct.PyTreeNode):
     """Everything that changes during training, checkpointed together.
@@ -28,6 +30,8 @@ class TrainState(flax.struct.PyTreeNode):
       skipped: consecutive steps whose update was skipped as non-finite.
       halted: 1 once training stopped on non-finite values; the state is
         then frozen at the last good step.
+      ema_params: the exponential moving average of the parameters
+        (`ema.decay` > 0), updated with every update taken; None otherwise.
     """
 
     step: jax.Array
@@ -37,10 +41,16 @@ class TrainState(flax.struct.PyTreeNode):
     rng: jax.Array
     skipped: jax.Array
     halted: jax.Array
+    ema_params: Any = None
 
     @classmethod
     def create(
-        cls, params, model_state, tx: optax.GradientTransformation, rng: jax.Array
+        cls,
+        params,
+        model_state,
+        tx: optax.GradientTransformation,
+        rng: jax.Array,
+        ema: bool = False,
     ) -> TrainState:
         """A state at step 0 with a fresh optimizer state for `params`.
 
@@ -49,6 +59,7 @@ class TrainState(flax.struct.PyTreeNode):
           model_state: its other variable collections ({} if none).
           tx: the optimizer.
           rng: the run's base key.
+          ema: keep a moving average of the parameters, starting at `params`.
 
         Returns:
           The TrainState.
@@ -66,7 +77,17 @@ class TrainState(flax.struct.PyTreeNode):
             rng=rng,
             skipped=jnp.zeros((), jnp.int32),
             halted=jnp.zeros((), jnp.int32),
+            ema_params=jax.tree_util.tree_map(jnp.array, params) if ema else None,
         )
+
+    def with_ema_weights(self) -> TrainState:
+        """This state with the moving average in place of the parameters (to evaluate it)."""
+        if self.ema_params is None:
+            raise ConfigError(
+                "this run keeps no moving average of its parameters (ema.decay was 0); "
+                "evaluate its own weights (--weights=params)"
+            )
+        return self.replace(params=self.ema_params)
 
 
 def restart(state: TrainState, tx: optax.GradientTransformation) -> TrainState:

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from dl.errors import ConfigError
+from dl.train.accumulate import accumulated, masked_sums
 from dl.train.sharding import shard_batch
 from dl.train.state import TrainState
 
@@ -57,11 +58,6 @@ def masked_mean(pair, mask):
     return jnp.where(den_sum > 0, jnp.sum(num * mask) / jnp.maximum(den_sum, 1e-30), 0.0)
 
 
-def masked_sums(pairs, mask):
-    """Per-example (numerator, denominator) pairs -> masked sums over the batch."""
-    return {k: (jnp.sum(n * mask), jnp.sum(d * mask)) for k, (n, d) in pairs.items()}
-
-
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
     """Static choices of the training step.
@@ -77,12 +73,15 @@ class StepConfig:
       grad_accum_steps: K > 1 splits each batch into K microbatches (examples
         k, k + K, ...), runs them one after the other in a `lax.scan` and
         applies one update with the gradient of the whole batch's loss.
+      ema_decay: d > 0 keeps ema = d * ema + (1 - d) * params after every
+        update taken (the state's `ema_params`).
     """
 
     nonfinite_policy: str = "stop"
     max_consecutive_skips: int = 10
     augment: Callable | None = None
     grad_accum_steps: int = 1
+    ema_decay: float = 0.0
 
 
 def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: StepConfig):
@@ -110,7 +109,7 @@ def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: Step
         mask = jnp.ones(batch["y"].shape[:1], jnp.float32)
     mutable = list(state.model_state)
     if cfg.grad_accum_steps > 1:
-        loss, grads, sums, new_model_state = _accumulated(
+        loss, grads, sums, new_model_state = accumulated(
             state, batch, mask, rng, model=model, task=task, k=cfg.grad_accum_steps
         )
         return _finish_step(state, loss, grads, sums, new_model_state, tx, schedule, cfg)
@@ -133,74 +132,6 @@ def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: Step
     )
     sums = masked_sums(task.metrics(jax.lax.stop_gradient(outputs), batch), mask)
     return _finish_step(state, loss, grads, sums, new_model_state, tx, schedule, cfg)
-
-
-def _microbatches(tree, k: int):
-    """field -> [B, ...] as field -> [k, B / k, ...]: microbatch i holds examples i, i + k, ...
-
-    Strided rather than contiguous, so that each device's share of a batch
-    split over devices stays on that device.
-    """
-
-    def split(name, a):
-        if a.shape[0] % k:
-            raise ConfigError(
-                f"grad_accum_steps={k} must divide the batch: field {name!r} has {a.shape[0]} rows"
-            )
-        return jnp.moveaxis(a.reshape(a.shape[0] // k, k, *a.shape[1:]), 1, 0)
-
-    return {name: split(name, a) for name, a in tree.items()}
-
-
-def _accumulated(state: TrainState, batch, mask, rng, *, model, task, k: int):
-    """Loss, gradient, metric sums and model state of a batch run as k microbatches.
-
-    The loss is the whole batch's masked mean: the microbatches' gradients of
-    their loss sums are added and divided by the batch's total weight (the
-    task's denominators, which depend on the data alone). Mutable collections
-    (batch-norm statistics) go through the microbatches in order, as k
-    steps of the model would update them; dropout draws with key
-    fold_in(step key, 2 + i) in microbatch i.
-    """
-    mutable = list(state.model_state)
-
-    def micro_step(model_state, i, micro):
-        micro = dict(micro)
-        micro_mask = micro.pop("mask")
-
-        def loss_sum(params):
-            out = model.apply(
-                {"params": params, **model_state},
-                *task.inputs(micro),
-                train=True,
-                rngs={"dropout": jax.random.fold_in(rng, 2 + i)},
-                mutable=mutable or False,
-            )
-            outputs, new_model_state = out if mutable else (out, model_state)
-            num, den = task.loss(outputs, micro)
-            return jnp.sum(num * micro_mask), (jnp.sum(den * micro_mask), outputs, new_model_state)
-
-        (num, (den, outputs, new_model_state)), grads = jax.value_and_grad(loss_sum, has_aux=True)(
-            state.params
-        )
-        sums = masked_sums(task.metrics(jax.lax.stop_gradient(outputs), micro), micro_mask)
-        return new_model_state, (num, den, grads, sums)
-
-    def one(carry, inputs):  # the totals carried, not stacked: one gradient's memory
-        model_state, totals = carry
-        model_state, parts = micro_step(model_state, *inputs)
-        return (model_state, jax.tree_util.tree_map(jnp.add, totals, parts)), None
-
-    micro = _microbatches({**batch, "mask": mask}, k)
-    first = jax.tree_util.tree_map(lambda a: a[0], micro)
-    shapes = jax.eval_shape(micro_step, state.model_state, jnp.int32(0), first)[1]
-    zeros = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
-    (new_model_state, (num, den, grads, sums)), _ = jax.lax.scan(
-        one, (state.model_state, zeros), (jnp.arange(k), micro)
-    )
-    scale = jnp.where(den > 0, 1.0 / jnp.maximum(den, 1e-30), 0.0)
-    grads = jax.tree_util.tree_map(lambda g: g * scale.astype(g.dtype), grads)
-    return num * scale, grads, sums, new_model_state
 
 
 def _finish_step(state, loss, grads, sums, new_model_state, tx, schedule, cfg: StepConfig):
@@ -234,19 +165,22 @@ def _guarded_update(state: TrainState, grads, new_model_state, finite, tx, cfg: 
     running = state.halted == 0
 
     def update(operands):
-        grads, opt_state, params, model_state = operands
+        grads, opt_state, params, model_state, ema = operands
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, model_state
+        params = optax.apply_updates(params, updates)
+        if ema is not None:
+            d = cfg.ema_decay
+            ema = jax.tree_util.tree_map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
+        return params, opt_state, model_state, ema
 
     def keep(operands):
-        return operands[2], operands[1], state.model_state
+        return operands[2], operands[1], state.model_state, operands[4]
 
     # A conditional rather than a select over every leaf: a skipped update
     # costs nothing and a taken one no extra pass over parameters and
     # optimizer state.
-    params, opt_state, model_state = jax.lax.cond(
-        finite & running, update, keep, (grads, state.opt_state, state.params, new_model_state)
-    )
+    operands = (grads, state.opt_state, state.params, new_model_state, state.ema_params)
+    params, opt_state, model_state, ema = jax.lax.cond(finite & running, update, keep, operands)
     return state.replace(
         step=jnp.where(running & ~halt_now, state.step + 1, state.step),
         params=params,
@@ -254,6 +188,7 @@ def _guarded_update(state: TrainState, grads, new_model_state, finite, tx, cfg: 
         model_state=model_state,
         skipped=jnp.where(running, skipped, state.skipped),
         halted=jnp.where(running & halt_now, 1, state.halted).astype(jnp.int32),
+        ema_params=ema,
     )
 
 
@@ -315,7 +250,7 @@ class Steps:
                 f"got {cfg.nonfinite_policy!r}"
             )
         self.model, self.task, self.tx, self.schedule = model, task, tx, schedule
-        self.mesh = mesh
+        self.mesh, self.ema = mesh, cfg.ema_decay > 0
         self.train_step = functools.partial(
             train_step, model=model, task=task, tx=tx, schedule=schedule, cfg=cfg
         )
@@ -352,7 +287,7 @@ class Steps:
             variables = init_from_data(variables, *self.task.inputs(train_data), seed=seed)
         variables = dict(variables)
         params = variables.pop("params")
-        return TrainState.create(params, variables, self.tx, run_rng)
+        return TrainState.create(params, variables, self.tx, run_rng, ema=self.ema)
 
     def _train_many(self, state, arrays, perms, first_epoch, *, steps: int, batch_size: int):
         """`steps` training steps in one call, on batches gathered on the device.
