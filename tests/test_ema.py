@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import dl
 from conftest import load_config, run_binary
+from dl.data import raw_splits
 from dl.errors import ConfigError
 from dl.train import Checkpoints, build, train
 from dl.train.stream_feeder import evaluator_for
@@ -83,6 +85,10 @@ def test_the_average_is_checkpointed_resumed_selected_on_and_evaluated(tmp_path)
         assert proc.returncode == 0, proc.stderr
         results[weights] = json.loads(proc.stdout.strip().splitlines()[-1])
     assert results["ema"]["weights"] == "ema"
+    # dl.load too: the average's predictions, not the parameters'.
+    raw = raw_splits(load_config("mlp_digits").dataset)["validation"]
+    labels = dl.load(straight, weights="ema").predict(raw["x"])["labels"]
+    assert float(np.mean(labels == raw["y"])) == pytest.approx(on_average["accuracy"], abs=1e-12)
     assert results["ema"]["loss"] == pytest.approx(on_average["loss"], rel=1e-6)
     assert results["params"]["loss"] != pytest.approx(on_average["loss"], rel=1e-6)
 

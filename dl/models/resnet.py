@@ -27,6 +27,7 @@ from dl.models.cnn import to_nhwc
 from dl.models.conv import Conv
 from dl.models.dense import Dense
 from dl.models.pool import max_pool
+from dl.models.remat import rematerialize
 
 # He et al. 2015 initialisation for convs feeding ReLUs, in torchvision's fan-out form.
 conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -74,7 +75,7 @@ class BasicBlock(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Applies the block.
 
         Args:
@@ -127,7 +128,7 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Applies the block.
 
         Args:
@@ -165,6 +166,8 @@ class ResNet(nn.Module):
       num_filters: stem channels and filters of the first stage.
       num_outputs: number of logits.
       dtype: compute dtype; parameters stay float32.
+      remat: "off", or a policy of `dl.models.remat.POLICIES`: each residual
+          block's activations are recomputed in the backward pass.
     """
 
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
@@ -172,6 +175,7 @@ class ResNet(nn.Module):
     num_filters: int = 64
     num_outputs: int = 1000
     dtype: Any = jnp.float32
+    remat: str = "off"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -190,6 +194,7 @@ class ResNet(nn.Module):
             if block not in BLOCKS:
                 raise unknown_name("block", block, BLOCKS)
             block = BLOCKS[block]
+        block = rematerialize(block, self.remat, static_argnums=(2,))  # (self, x, train)
         x = to_nhwc(x)  # [batch, height, width, channels]
         x = _conv(self.num_filters, 7, 2, self.dtype, "stem_conv")(x)
         x = _norm(train, self.dtype, "stem_bn")(x)
@@ -201,7 +206,7 @@ class ResNet(nn.Module):
                     strides=2 if i > 0 and j == 0 else 1,
                     dtype=self.dtype,
                     name=f"stage{i + 1}_block{j + 1}",
-                )(x, train=train)
+                )(x, train)
         x = jnp.mean(x, axis=(1, 2))  # [batch, channels]
         x = Dense(self.num_outputs, dtype=self.dtype, name="head")(x)
         return x.astype(jnp.float32)  # [batch, num_outputs]
@@ -230,12 +235,14 @@ class CifarResNet(nn.Module):
       num_filters: filters of the stem and the first stage (doubled per stage).
       num_outputs: number of logits.
       dtype: compute dtype; parameters stay float32.
+      remat: "off", or a policy of `dl.models.remat.POLICIES` (see ResNet).
     """
 
     num_blocks: int = 3
     num_filters: int = 16
     num_outputs: int = 10
     dtype: Any = jnp.float32
+    remat: str = "off"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -253,15 +260,16 @@ class CifarResNet(nn.Module):
         x = _conv(self.num_filters, 3, 1, self.dtype, "stem_conv")(x)
         x = _norm(train, self.dtype, "stem_bn")(x)
         x = nn.relu(x)  # [batch, height, width, num_filters]
+        block = rematerialize(BasicBlock, self.remat, static_argnums=(2,))  # (self, x, train)
         for i in range(3):
             for j in range(self.num_blocks):
-                x = BasicBlock(
+                x = block(
                     filters=self.num_filters * 2**i,
                     strides=2 if i > 0 and j == 0 else 1,
                     shortcut="zero_pad",
                     dtype=self.dtype,
                     name=f"stage{i + 1}_block{j + 1}",
-                )(x, train=train)
+                )(x, train)
         x = jnp.mean(x, axis=(1, 2))  # [batch, 4 * num_filters]
         x = Dense(self.num_outputs, dtype=self.dtype, name="head")(x)
         return x.astype(jnp.float32)  # [batch, num_outputs]

@@ -31,6 +31,8 @@ class Timing:
     # (`product_flops`), and whether that count is exact.
     matmul_flops: float | None = None
     matmul_flops_exact: bool = True
+    # XLA's temporary buffers of the compiled call (memory analysis), in bytes.
+    temp_bytes: int | None = None
 
     @property
     def median(self) -> float:
@@ -52,12 +54,24 @@ class Timing:
         if self.flops:
             out["flops_per_step"] = self.flops
             out["achieved_gflops"] = round(self.flops / self.median / 1e9, 2)
+        if self.temp_bytes is not None:
+            out["temp_memory_mb"] = round(self.temp_bytes / 2**20, 2)
         if self.matmul_flops:
             out["matmul_flops_per_step"] = self.matmul_flops
             out["matmul_gflops"] = round(self.matmul_flops / self.median / 1e9, 2)
             if not self.matmul_flops_exact:
                 out["matmul_flops_lower_bound"] = True  # a while loop counted once
         return out
+
+
+def temp_bytes_of(compiled) -> int | None:
+    """XLA's temporary memory of a compiled computation, if the backend reports it."""
+    try:
+        analysis = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 -- not every backend implements it
+        return None
+    size = getattr(analysis, "temp_size_in_bytes", None)
+    return int(size) if size is not None else None
 
 
 def flops_of(compiled) -> float | None:
@@ -174,7 +188,7 @@ def time_steps(
             compile_seconds = time.perf_counter() - t0
             out = compiled(*args)  # the first call allocates; time the ones after it
             r.sync(out)
-            flops = flops_of(compiled)
+            flops, temp = flops_of(compiled), temp_bytes_of(compiled)
             matmul, exact = product_flops(traced.jaxpr)
             matmul = matmul / r.steps_per_call or None
         else:
@@ -182,7 +196,7 @@ def time_steps(
             out = compiled(*args)
             r.sync(out)
             compile_seconds = time.perf_counter() - t0
-            flops = None
+            flops = temp = None
         args = r.advance(args, out)
         t0 = time.perf_counter()
         for _ in range(max(warmup - 1, 1)):
@@ -195,7 +209,7 @@ def time_steps(
             args,
             # XLA's cost analysis counts a loop body once, whatever its trip
             # count: a fused call's figure is already that of one step.
-            Timing(compile_seconds, [], flops, matmul, exact),
+            Timing(compile_seconds, [], flops, matmul, exact, temp),
         ]
     if per_call * repeats * steps_per_block > budget_seconds:
         steps_per_block = max(1, int(budget_seconds / (repeats * per_call)))

@@ -29,7 +29,12 @@ from dl.data.arrays import check_finite
 from dl.data.preprocessing import FILE, Preprocessing
 from dl.errors import ConfigError
 from dl.models import fast_paths
-from dl.train.evaluation import check_checkpoint, read_run_config, restore_checkpoint
+from dl.train.evaluation import (
+    check_checkpoint,
+    check_weights,
+    read_run_config,
+    restore_checkpoint,
+)
 from dl.train.experiment import Experiment, assemble
 from dl.train.sharding import to_host
 
@@ -37,12 +42,16 @@ from dl.train.sharding import to_host
 FACTS = ("classes", "class_names", "tgt_vocab", "vocab", "feature_columns")
 
 
-def load(workdir: str, checkpoint="latest", *, model=None, dataset=None, task=None) -> Predictor:
+def load(
+    workdir: str, checkpoint="latest", *, weights="params", model=None, dataset=None, task=None
+) -> Predictor:
     """A trained run, ready to predict on new raw inputs.
 
     Args:
       workdir: a directory written by `dl.train.train`.
       checkpoint: "latest", "best" or a step number.
+      weights: "params", or "ema" for the moving average of the parameters
+        (runs trained with ema.decay > 0).
       model, dataset, task: objects handed to `dl.train.train` in place of
         names, needed again where config.json records them by a marker. The
         dataset is needed only for runs without preprocessing.npz.
@@ -72,9 +81,12 @@ def load(workdir: str, checkpoint="latest", *, model=None, dataset=None, task=No
     """
     config = read_run_config(workdir)
     check_checkpoint(checkpoint)
+    check_weights(weights)
     prep, data = _preprocessing(workdir, config, dataset)
     exp = assemble(config, data, model=model, task=task)
     state, step = restore_checkpoint(workdir, exp, checkpoint)
+    if weights == "ema":
+        state = state.with_ema_weights()
     return Predictor(config, exp, state, step, prep)
 
 
