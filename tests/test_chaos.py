@@ -39,7 +39,7 @@ def test_a_run_through_five_kinds_of_fault_ends_as_the_uninterrupted_run(tmp_pat
     why = _can_mount(tmp_path)
     sequence = SEQUENCE if why is None else SEQUENCE.replace("diskfull,", "")
     cmd = [sys.executable, "-m", "benchmarks.chaos", "--seed=7", f"--sequence={sequence}"]
-    cmd += ["--steps=1500", f"--root={tmp_path / 'runs'}"]
+    cmd += ["--steps=1000", f"--root={tmp_path / 'runs'}"]
     if why is None:
         cmd = ["unshare", "-m", *cmd, f"--tmpfs={tmp_path / 'mnt'}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)

@@ -118,10 +118,10 @@ def test_two_processes_streaming_their_shares_match_one_process(tmp_path):
     np.testing.assert_allclose(train_losses(multi), losses, atol=1e-5, rtol=0)
 
 
-# Fused calls of 2 steps, and 25 calls between host syncs: more than the
+# Fused calls of 2 steps, and 20 calls between host syncs: more than the
 # loop's in-flight limit on CPU (16), without which XLA:CPU deadlocks
 # on collectives queued across devices.
-TOTAL, EVERY, FUSED = 200, 50, 2
+TOTAL, EVERY, FUSED = 120, 40, 2
 PREEMPT_ARGS = [
     f"--config.num_train_steps={TOTAL}",
     f"--config.steps_per_call={FUSED}",
