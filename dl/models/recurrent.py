@@ -69,6 +69,7 @@ class RecurrentClassifier(nn.Module):
         num_outputs: Number of classes (logits).
         dropout_rate: Dropout between layers and before the readout Dense.
         dtype: Computation dtype.
+        remat: "off", or a policy of `dl.models.remat.POLICIES` (per time step).
     """
 
     cell: str = "lstm"
@@ -78,6 +79,7 @@ class RecurrentClassifier(nn.Module):
     num_outputs: int = 10
     dropout_rate: float = 0.0
     dtype: Dtype = jnp.float32
+    remat: str = "off"
 
     @nn.compact
     def __call__(self, x: Array, *, lengths: Array | None = None, train: bool = False) -> Array:
@@ -102,6 +104,7 @@ class RecurrentClassifier(nn.Module):
             bidirectional=self.bidirectional,
             dropout_rate=self.dropout_rate,
             dtype=self.dtype,
+            remat=self.remat,
             name="rnn",
         )(x, lengths=lengths, train=train)  # [batch, time, D]
         h = _last_valid(outputs, lengths, self.hidden_size, self.bidirectional)  # [batch, D]
@@ -129,6 +132,7 @@ class RecurrentRegressor(nn.Module):
             ``[batch, horizon, num_outputs]``.
         dropout_rate: Dropout between layers and before the readout Dense.
         dtype: Computation dtype.
+        remat: "off", or a policy of `dl.models.remat.POLICIES` (per time step).
     """
 
     cell: str = "lstm"
@@ -139,6 +143,7 @@ class RecurrentRegressor(nn.Module):
     flatten: bool = True
     dropout_rate: float = 0.0
     dtype: Dtype = jnp.float32
+    remat: str = "off"
 
     @nn.compact
     def __call__(self, x: Array, *, lengths: Array | None = None, train: bool = False) -> Array:
@@ -170,6 +175,7 @@ class RecurrentRegressor(nn.Module):
             num_layers=self.num_layers,
             dropout_rate=self.dropout_rate,
             dtype=self.dtype,
+            remat=self.remat,
             name="rnn",
         )(x, lengths=lengths, train=train)  # [batch, time, hidden]
         h = _last_valid(outputs, lengths, self.hidden_size, False)  # [batch, hidden]
@@ -191,6 +197,7 @@ class CharLM(nn.Module):
         num_layers: Number of stacked recurrent layers.
         dropout_rate: Dropout on the embeddings, between layers and before the output Dense.
         dtype: Computation dtype.
+        remat: "off", or a policy of `dl.models.remat.POLICIES` (per time step).
     """
 
     vocab_size: int
@@ -200,6 +207,7 @@ class CharLM(nn.Module):
     num_layers: int = 1
     dropout_rate: float = 0.0
     dtype: Dtype = jnp.float32
+    remat: str = "off"
 
     def setup(self):
         self.embed = nn.Embed(self.vocab_size, self.embed_dim, dtype=self.dtype)
@@ -209,6 +217,7 @@ class CharLM(nn.Module):
             num_layers=self.num_layers,
             dropout_rate=self.dropout_rate,
             dtype=self.dtype,
+            remat=self.remat,
         )
         self.dropout = Dropout(rate=self.dropout_rate)
         self.head = Dense(self.vocab_size, dtype=self.dtype)

@@ -18,6 +18,7 @@ from flax import linen as nn
 
 from dl.models.dropout import Dropout
 from dl.models.recurrent_cells import Carry, Dtype, make_cell, zero_carry
+from dl.models.remat import rematerialize
 
 Array = jax.Array
 
@@ -73,6 +74,8 @@ class RecurrentLayer(nn.Module):
         reverse: Process the sequence from the end to the start.
         dtype: Computation dtype.
         param_dtype: Parameter dtype.
+        remat: "off", or a policy of ``dl.models.remat.POLICIES``: each time step's
+            cell activations are recomputed in the backward pass.
     """
 
     cell: str = "lstm"
@@ -80,6 +83,7 @@ class RecurrentLayer(nn.Module):
     reverse: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    remat: str = "off"
 
     def setup(self):
         self.cell_module = make_cell(
@@ -122,7 +126,7 @@ class RecurrentLayer(nn.Module):
         if carry is None:
             carry = self.initialize_carry((x.shape[0],))
         scan = nn.scan(
-            _masked_step,
+            rematerialize(_masked_step, self.remat),
             variable_broadcast="params",
             split_rngs={"params": False},
             in_axes=1,
@@ -155,12 +159,14 @@ class Bidirectional(nn.Module):
         hidden_size: Hidden size of each direction.
         dtype: Computation dtype.
         param_dtype: Parameter dtype.
+        remat: see ``RecurrentLayer``.
     """
 
     cell: str = "lstm"
     hidden_size: int = 128
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    remat: str = "off"
 
     def setup(self):
         kwargs = dict(
@@ -168,6 +174,7 @@ class Bidirectional(nn.Module):
             hidden_size=self.hidden_size,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
+            remat=self.remat,
         )
         self.forward = RecurrentLayer(reverse=False, **kwargs)
         self.backward = RecurrentLayer(reverse=True, **kwargs)
@@ -216,6 +223,7 @@ class StackedRecurrent(nn.Module):
         dropout_rate: Dropout on the inputs of layers 1..n-1 (needs a ``dropout`` RNG in train).
         dtype: Computation dtype.
         param_dtype: Parameter dtype.
+        remat: see ``RecurrentLayer``.
     """
 
     cell: str = "lstm"
@@ -225,6 +233,7 @@ class StackedRecurrent(nn.Module):
     dropout_rate: float = 0.0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    remat: str = "off"
 
     def setup(self):
         if self.num_layers < 1:
@@ -236,6 +245,7 @@ class StackedRecurrent(nn.Module):
                 hidden_size=self.hidden_size,
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
+                remat=self.remat,
             )
             for _ in range(self.num_layers)
         ]

@@ -87,3 +87,22 @@ def test_an_unknown_policy_names_the_accepted_ones():
     with pytest.raises(ConfigError, match="model.remat must be one of .*'dots_saveable'"):
         jax.eval_shape(CifarResNet(num_blocks=1, num_filters=4, remat="sometimes").init,
                        jax.random.key(0), x)  # fmt: skip
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_rematerialized_recurrent_layer_gives_the_same_loss_and_gradients(cell):
+    from dl.models.recurrent import RecurrentClassifier
+
+    x = jax.random.normal(jax.random.key(2), (3, 7, 5))
+    lengths = jnp.array([7, 4, 1])
+    plain = RecurrentClassifier(cell=cell, hidden_size=8, num_layers=2, num_outputs=4)
+    remat = RecurrentClassifier(cell=cell, hidden_size=8, num_layers=2, num_outputs=4, remat="full")
+    params = jax.jit(plain.init)(jax.random.key(0), x)
+
+    def value_and_grad(model):
+        return jax.jit(
+            jax.value_and_grad(lambda p: jnp.sum(model.apply(p, x, lengths=lengths) ** 2))
+        )(params)
+
+    _assert_close(value_and_grad(remat), value_and_grad(plain))
+    assert _checkpointed(jax.make_jaxpr(lambda p: remat.apply(p, x, lengths=lengths))(params))
