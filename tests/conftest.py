@@ -238,6 +238,31 @@ def run_binaries(cases, timeout: float = 300, env: dict | None = None, cwd: str 
     return [run_binary(m, *a, timeout=timeout, env=env, cwd=cwd) for m, a in cases]
 
 
+def assert_resume_is_exact(config, tmp_path, stop: int):
+    """Trains `config` straight, and to `stop` then on, in-process: the final states bitwise equal.
+
+    The schedule must not depend on num_train_steps (a constant one) for the
+    two runs to take the same steps.
+    """
+    import io
+
+    import numpy as np
+
+    from dl.train import Checkpoints, build, train
+
+    total = config.num_train_steps
+    train(config, str(tmp_path / "a"), stream=io.StringIO())
+    config.num_train_steps = stop
+    train(config, str(tmp_path / "b"), stream=io.StringIO())
+    config.num_train_steps = total
+    train(config, str(tmp_path / "b"), stream=io.StringIO())
+    abstract = build(config).abstract_state()
+    a = Checkpoints(str(tmp_path / "a"), read_only=True).restore(abstract)[0]
+    b = Checkpoints(str(tmp_path / "b"), read_only=True).restore(abstract)[0]
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
 def config_path(name: str) -> str:
     return os.path.join(ROOT, "experiments", "configs", f"{name}.py")
 

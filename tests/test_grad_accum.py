@@ -1,16 +1,14 @@
 """Gradient accumulation (`grad_accum_steps`): K microbatches in the step, one update."""
 
-import io
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import load_config
+from conftest import assert_resume_is_exact, load_config
 from dl.errors import ConfigError
-from dl.train import Checkpoints, build, train
+from dl.train import build
 
 
 def _one_step(config, batch):
@@ -111,16 +109,7 @@ def test_a_run_with_microbatches_and_dropout_resumes_exactly(tmp_path):
     c.schedule.name = "constant"  # the same rates whatever num_train_steps says
     c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 10
     c.num_train_steps = 30
-    train(c, str(tmp_path / "a"), stream=io.StringIO())
-    c.num_train_steps = 10
-    train(c, str(tmp_path / "b"), stream=io.StringIO())
-    c.num_train_steps = 30
-    train(c, str(tmp_path / "b"), stream=io.StringIO())
-    exp = build(c)
-    a = Checkpoints(str(tmp_path / "a"), read_only=True).restore(exp.abstract_state())[0]
-    b = Checkpoints(str(tmp_path / "b"), read_only=True).restore(exp.abstract_state())[0]
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert_resume_is_exact(c, tmp_path, stop=10)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import config_path, load_config, run_binary
+from conftest import assert_resume_is_exact, config_path, load_config, run_binary
 from dl.data import load_dataset
 from dl.data.augment import horizontal_flip, random_crop
 from dl.errors import ConfigError
@@ -97,18 +97,7 @@ def test_augmentation_follows_the_step_so_resume_is_exact(tmp_path):
     c.schedule.name = "constant"
     c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 10
     c.num_train_steps = 30
-    train(c, str(tmp_path / "a"), stream=io.StringIO())
-    c.num_train_steps = 10
-    train(c, str(tmp_path / "b"), stream=io.StringIO())
-    c.num_train_steps = 30
-    train(c, str(tmp_path / "b"), stream=io.StringIO())
-    from dl.train import Checkpoints, build
-
-    exp = build(c)
-    a = Checkpoints(str(tmp_path / "a"), read_only=True).restore(exp.abstract_state())[0]
-    b = Checkpoints(str(tmp_path / "b"), read_only=True).restore(exp.abstract_state())[0]
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
-        assert np.array_equal(np.asarray(x), np.asarray(y))
+    assert_resume_is_exact(c, tmp_path, stop=10)
 
 
 def test_learn_kernel_recovers_an_arbitrary_kernel(tmp_path):
