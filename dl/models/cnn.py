@@ -22,6 +22,7 @@ from dl.models.conv import Conv
 from dl.models.dense import Dense
 from dl.models.dropout import Dropout
 from dl.models.pool import max_pool
+from dl.models.remat import rematerialize
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
@@ -115,6 +116,8 @@ class CNN(nn.Module):
       dtype: compute dtype; parameters stay float32.
       conv_implementation: 'auto', 'xla', 'banded' or 'patches' (dl.models.conv): how
         the convolutions are computed; the parameters are the same.
+      remat: "off", or a policy of `dl.models.remat.POLICIES`: each conv stage
+        (conv -> activation -> pool) is recomputed in the backward pass.
     """
 
     conv_features: Sequence[int] = (32, 64)
@@ -128,6 +131,7 @@ class CNN(nn.Module):
     padding: Any = "SAME"
     dtype: Any = jnp.float32
     conv_implementation: str = "auto"
+    remat: str = "off"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -145,24 +149,30 @@ class CNN(nn.Module):
         act = get_activation(self.activation)
         x = to_nhwc(x)  # [batch, height, width, channels]
         window = (self.pool_size, self.pool_size)
+
+        def stage(conv, x):  # [batch, height, width, c] -> [batch, height_i, width_i, features]
+            x = act(conv(x))
+            if self.pool != "none":
+                if x.shape[1] < self.pool_size or x.shape[2] < self.pool_size:
+                    raise ValueError(
+                        f"feature map {x.shape[1:3]} after {conv.name} is smaller than "
+                        f"the pooling window {window}; use a larger input or fewer stages"
+                    )
+                pool_fn = max_pool if self.pool == "max" else nn.avg_pool
+                x = pool_fn(x, window, strides=window)
+            return x
+
+        stage = rematerialize(stage, self.remat)  # the parameters stay those of conv{i}
         for i, features in enumerate(self.conv_features):
-            x = Conv(
+            conv = Conv(
                 features,
                 (self.kernel_size, self.kernel_size),
                 padding=self.padding,
                 dtype=self.dtype,
                 implementation=self.conv_implementation,
                 name=f"conv{i}",
-            )(x)
-            x = act(x)  # [batch, height_i, width_i, features]
-            if self.pool != "none":
-                if x.shape[1] < self.pool_size or x.shape[2] < self.pool_size:
-                    raise ValueError(
-                        f"feature map {x.shape[1:3]} after conv stage {i} is smaller than "
-                        f"the pooling window {window}; use a larger input or fewer stages"
-                    )
-                pool_fn = max_pool if self.pool == "max" else nn.avg_pool
-                x = pool_fn(x, window, strides=window)
+            )
+            x = stage(conv, x)
         x = x.reshape((x.shape[0], -1))  # [batch, height_n * width_n * features_n]
         for i, size in enumerate(self.dense_sizes):
             x = act(Dense(size, dtype=self.dtype, name=f"dense{i}")(x))  # [batch, size]
@@ -207,6 +217,8 @@ class AlexNet(nn.Module):
       stem_padding: symmetric zero padding of the first conv.
       pooled_size: side of the adaptive average pool before the classifier.
       dtype: compute dtype; parameters stay float32.
+      remat: "off", or a policy of `dl.models.remat.POLICIES`: each conv stage
+        (conv -> relu, and its pool) is recomputed in the backward pass.
     """
 
     num_outputs: int = 1000
@@ -218,6 +230,7 @@ class AlexNet(nn.Module):
     stem_padding: int = 2
     pooled_size: int = 6
     dtype: Any = jnp.float32
+    remat: str = "off"
 
     def _width(self, channels: int) -> int:
         return max(1, round(channels * self.width_multiplier))
@@ -254,12 +267,17 @@ class AlexNet(nn.Module):
                 )
             return max_pool(y, (3, 3), strides=(2, 2))
 
+        def stage(layer, y, pooled: bool):
+            y = nn.relu(layer(y))
+            return pool3x3(y) if pooled else y
+
+        stage = rematerialize(stage, self.remat, static_argnums=(2,))  # (layer, y, pooled)
         k, s, p = self.stem_kernel, self.stem_stride, self.stem_padding
-        x = pool3x3(nn.relu(conv(64, k, s, p, "conv0")(x)))  # 224 -> 55 -> 27
-        x = pool3x3(nn.relu(conv(192, 5, 1, 2, "conv1")(x)))  # 27 -> 13
-        x = nn.relu(conv(384, 3, 1, 1, "conv2")(x))
-        x = nn.relu(conv(256, 3, 1, 1, "conv3")(x))
-        x = pool3x3(nn.relu(conv(256, 3, 1, 1, "conv4")(x)))  # 13 -> 6
+        x = stage(conv(64, k, s, p, "conv0"), x, True)  # 224 -> 55 -> 27
+        x = stage(conv(192, 5, 1, 2, "conv1"), x, True)  # 27 -> 13
+        x = stage(conv(384, 3, 1, 1, "conv2"), x, False)
+        x = stage(conv(256, 3, 1, 1, "conv3"), x, False)
+        x = stage(conv(256, 3, 1, 1, "conv4"), x, True)  # 13 -> 6
         x = adaptive_avg_pool(x, (self.pooled_size, self.pooled_size))  # [batch, 6, 6, 256]
         x = x.reshape((x.shape[0], -1))  # [batch, pooled_size**2 * channels]
         for i in range(2):

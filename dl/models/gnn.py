@@ -21,6 +21,7 @@ from dl.models.dropout import Dropout
 from dl.models.gnn_layers import READOUTS, GATLayer, GCNLayer, GraphNetworkBlock, readout
 from dl.models.graph_batch import GraphsTuple, pack_nodes, to_dense_nodes, to_graphs_tuple
 from dl.models.mlp import activation as activation_fn
+from dl.models.remat import rematerialize
 
 LAYERS = ("gcn", "gat", "gn")
 
@@ -39,6 +40,7 @@ class _GraphStack(nn.Module):
     activation: str
     dropout_rate: float
     dtype: Any
+    remat: str = "off"
 
     @nn.compact
     def __call__(self, graph: GraphsTuple, *, train: bool) -> GraphsTuple:
@@ -48,36 +50,46 @@ class _GraphStack(nn.Module):
         otherwise they are packed first. The returned graph is packed.
         """
         act = activation_fn(self.activation)
-        dense = True
-        for i, width in enumerate(self.hidden_sizes):
-            width = int(width)
-            if self.layer == "gcn":
-                graph = GCNLayer(width, dtype=self.dtype, name=f"gcn_{i}")(graph, dense_nodes=dense)
-            elif self.layer == "gat":
-                graph = GATLayer(
-                    width, num_heads=self.num_heads, concat=True, dtype=self.dtype, name=f"gat_{i}"
-                )(graph, dense_nodes=dense)
+
+        def stage(layer, graph, dense: bool):  # one graph layer and its activation
+            if self.layer in ("gcn", "gat"):
+                graph = layer(graph, dense_nodes=dense)
             else:
                 if dense:
                     graph = graph._replace(nodes=pack_nodes(graph.nodes, graph.n_node[:-1]))
-                graph = GraphNetworkBlock(
-                    width,
-                    width,
-                    width,
-                    hidden_sizes=(width,),
-                    activation=self.activation,
-                    dtype=self.dtype,
-                    name=f"gn_{i}",
-                )(graph)
+                graph = layer(graph)
                 graph = graph._replace(edges=act(graph.edges), globals=act(graph.globals))
-            nodes = act(graph.nodes)
+            return graph._replace(nodes=act(graph.nodes))
+
+        stage = rematerialize(stage, self.remat, static_argnums=(2,))  # (layer, graph, dense)
+        dense = True
+        for i, width in enumerate(self.hidden_sizes):
+            graph = stage(self._layer(i, int(width)), graph, dense)
             if self.dropout_rate > 0:
-                nodes = Dropout(self.dropout_rate, deterministic=not train)(nodes)
-            graph = graph._replace(nodes=nodes)
+                nodes = Dropout(self.dropout_rate, deterministic=not train)(graph.nodes)
+                graph = graph._replace(nodes=nodes)
             dense = False
         if dense:
             graph = graph._replace(nodes=pack_nodes(graph.nodes, graph.n_node[:-1]))
         return graph
+
+    def _layer(self, i: int, width: int) -> nn.Module:
+        """The i-th hidden graph layer (parameters under gcn_i, gat_i or gn_i)."""
+        if self.layer == "gcn":
+            return GCNLayer(width, dtype=self.dtype, name=f"gcn_{i}")
+        if self.layer == "gat":
+            return GATLayer(
+                width, num_heads=self.num_heads, concat=True, dtype=self.dtype, name=f"gat_{i}"
+            )
+        return GraphNetworkBlock(
+            width,
+            width,
+            width,
+            hidden_sizes=(width,),
+            activation=self.activation,
+            dtype=self.dtype,
+            name=f"gn_{i}",
+        )
 
 
 def _encode(module, nodes, senders, receivers, n_node, n_edge, train: bool):
@@ -95,6 +107,7 @@ def _encode(module, nodes, senders, receivers, n_node, n_edge, train: bool):
         module.activation,
         module.dropout_rate,
         module.dtype,
+        remat=module.remat,
         name="graph_layers",
     )
     return stack(graph, train=train)
@@ -116,7 +129,8 @@ class GraphClassifier(nn.Module):
       activation: non-linearity after each graph layer.
       num_outputs: width of the output.
       dropout_rate: dropout on node features after each graph layer, in training only.
-      dtype: compute dtype; parameters stay float32.
+      dtype: compute dtype; parameters stay float32.      remat: "off", or a policy of `dl.models.remat.POLICIES`: each hidden graph
+        layer (and its activation) is recomputed in the backward pass.
     """
 
     layer: str = "gcn"
@@ -127,6 +141,7 @@ class GraphClassifier(nn.Module):
     num_outputs: int = 2
     dropout_rate: float = 0.0
     dtype: Any = jnp.float32
+    remat: str = "off"
 
     @nn.compact
     def __call__(self, nodes, senders, receivers, n_node, n_edge, *, train: bool = False):
@@ -155,7 +170,8 @@ class NodeClassifier(nn.Module):
       activation: non-linearity after each hidden layer.
       num_outputs: width of the per-node output.
       dropout_rate: dropout on node features after each hidden layer, in training only.
-      dtype: compute dtype; parameters stay float32.
+      dtype: compute dtype; parameters stay float32.      remat: "off", or a policy of `dl.models.remat.POLICIES`: each hidden graph
+        layer (and its activation) is recomputed in the backward pass.
     """
 
     layer: str = "gcn"
@@ -165,6 +181,7 @@ class NodeClassifier(nn.Module):
     num_outputs: int = 2
     dropout_rate: float = 0.0
     dtype: Any = jnp.float32
+    remat: str = "off"
 
     @nn.compact
     def __call__(self, nodes, senders, receivers, n_node, n_edge, *, train: bool = False):

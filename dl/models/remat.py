@@ -30,13 +30,15 @@ POLICIES = (
 
 
 def rematerialize(block, policy: str, static_argnums: tuple[int, ...] = ()):
-    """`block` (a Module class) under `nn.remat` with the named policy; itself for "off".
+    """`block` under `nn.remat` with the named policy; itself for "off".
 
     Args:
-      block: the module class.
+      block: a Module class, or a function whose first argument is a module
+        (`stage(conv, x)`): the function's work, the module's call included,
+        is recomputed, and the parameters stay the module's own.
       policy: a name of POLICIES.
       static_argnums: the positions of the block's call arguments that are
-        Python values (`train`), counting `self` as 0.
+        Python values (`train`), counting `self` (or the module) as 0.
 
     Raises:
       ConfigError: an unknown policy name.

@@ -20,6 +20,7 @@ from dl.models.dense import Dense
 from dl.models.dropout import Dropout
 from dl.models.recurrent_cells import carry_hidden, make_cell
 from dl.models.recurrent_layers import StackedRecurrent
+from dl.models.remat import rematerialize
 
 Array = jax.Array
 Dtype = Any
@@ -119,6 +120,8 @@ class Seq2Seq(nn.Module):
         attention: Use Bahdanau attention.
         dropout_rate: Dropout on embeddings and encoder outputs during training.
         dtype: Computation dtype.
+        remat: ``"off"``, or a policy of ``dl.models.remat.POLICIES``: each encoder time step and
+            each decoder step is recomputed in the backward pass.
         pad_id: Id of source and target padding (``dl.data.vocabulary.PAD``).
         bos_id: Id that starts every decoder input (``dl.data.vocabulary.BOS``).
         eos_id: Id that ends every target (``dl.data.vocabulary.EOS``).
@@ -133,6 +136,7 @@ class Seq2Seq(nn.Module):
     attention: bool = False
     dropout_rate: float = 0.0
     dtype: Dtype = jnp.float32
+    remat: str = "off"
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
@@ -146,10 +150,11 @@ class Seq2Seq(nn.Module):
             num_layers=self.num_layers,
             dropout_rate=self.dropout_rate,
             dtype=self.dtype,
+            remat=self.remat,
         )
         if self.attention:
             self.attention_keys = Dense(self.hidden_size, use_bias=False, dtype=self.dtype)
-        self.decoder = DecoderStep(
+        self.decoder = rematerialize(DecoderStep, self.remat)(
             cell=self.cell,
             hidden_size=self.hidden_size,
             num_layers=self.num_layers,

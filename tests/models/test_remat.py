@@ -1,5 +1,6 @@
 """Rematerialization (`model.remat`): the same values and gradients, recomputed blocks."""
 
+import functools
 import re
 
 import flax.linen as nn
@@ -106,3 +107,71 @@ def test_a_rematerialized_recurrent_layer_gives_the_same_loss_and_gradients(cell
 
     _assert_close(value_and_grad(remat), value_and_grad(plain))
     assert _checkpointed(jax.make_jaxpr(lambda p: remat.apply(p, x, lengths=lengths))(params))
+
+
+def _same_values_and_gradients(plain, remat, inputs, **kwargs):
+    """Both models from the same variables: one tree, the same loss and gradients, remat's
+    jaxpr checkpointed and the plain one not."""
+    variables = jax.jit(functools.partial(plain.init, **kwargs))(jax.random.key(0), *inputs)
+    assert jax.tree_util.tree_structure(
+        jax.eval_shape(functools.partial(remat.init, **kwargs), jax.random.key(0), *inputs)
+    ) == jax.tree_util.tree_structure(variables)  # checkpoints fit both
+
+    def value_and_grad(model):
+        def loss(v):
+            return jnp.sum(model.apply(v, *inputs, **kwargs).astype(jnp.float32) ** 2)
+
+        return jax.jit(jax.value_and_grad(loss))(variables)
+
+    _assert_close(value_and_grad(remat), value_and_grad(plain))
+    assert _checkpointed(jax.make_jaxpr(lambda v: remat.apply(v, *inputs, **kwargs))(variables))
+    assert not _checkpointed(jax.make_jaxpr(lambda v: plain.apply(v, *inputs, **kwargs))(variables))
+
+
+@pytest.mark.parametrize("implementation", ["xla", "patches"])
+def test_a_rematerialized_cnn_stack_gives_the_same_loss_and_gradients(implementation):
+    from dl.models.cnn import CNN
+
+    x = jax.random.normal(jax.random.key(3), (3, 12, 12, 2))
+    fields = dict(conv_features=(4, 6), dense_sizes=(8,), num_outputs=5,
+                  conv_implementation=implementation)  # fmt: skip
+    _same_values_and_gradients(CNN(**fields), CNN(**fields, remat="full"), (x,))
+
+
+def test_a_rematerialized_alexnet_gives_the_same_loss_and_gradients():
+    from dl.models.cnn import AlexNetTiny
+
+    x = jax.random.normal(jax.random.key(4), (2, 32, 32, 3))
+    _same_values_and_gradients(
+        AlexNetTiny(dropout_rate=0.0, dense_size=16),
+        AlexNetTiny(dropout_rate=0.0, dense_size=16, remat="dots_saveable"),
+        (x,),
+    )
+
+
+@pytest.mark.parametrize("layer", ["gcn", "gat", "gn"])
+@pytest.mark.parametrize("model", ["graph", "node"])
+def test_rematerialized_graph_layers_give_the_same_loss_and_gradients(layer, model):
+    from dl.models.gnn import GraphClassifier, NodeClassifier
+
+    rng = np.random.default_rng(0)
+    nodes = rng.normal(size=(3, 5, 3)).astype(np.float32)
+    senders = np.array([[0, 1, 1, 2, 0, 0], [0, 1, 0, 0, 0, 0], [0, 1, 2, 3, 0, 0]], np.int32)
+    receivers = np.array([[1, 0, 2, 1, 0, 0], [1, 0, 0, 0, 0, 0], [1, 2, 3, 0, 0, 0]], np.int32)
+    n_node, n_edge = np.array([3, 2, 4], np.int32), np.array([4, 2, 4], np.int32)
+    cls = GraphClassifier if model == "graph" else NodeClassifier
+    fields = dict(layer=layer, hidden_sizes=(4, 4), num_heads=2, num_outputs=3)
+    _same_values_and_gradients(
+        cls(**fields), cls(**fields, remat="full"), (nodes, senders, receivers, n_node, n_edge)
+    )
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_a_rematerialized_seq2seq_gives_the_same_loss_and_gradients(attention):
+    from dl.models.seq2seq import Seq2Seq
+
+    src = jnp.array([[5, 6, 7, 0], [8, 9, 0, 0]])
+    tgt_in = jnp.array([[1, 5, 6], [1, 7, 0]])
+    fields = dict(src_vocab_size=12, tgt_vocab_size=10, embed_dim=6, hidden_size=8,
+                  num_layers=2, attention=attention, cell="lstm")  # fmt: skip
+    _same_values_and_gradients(Seq2Seq(**fields), Seq2Seq(**fields, remat="full"), (src, tgt_in))
