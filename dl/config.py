@@ -25,7 +25,8 @@ def base_config() -> ml_collections.ConfigDict:
       schedule, grad_clip_norm, batch_size, grad_accum_steps, eval_batch_size,
       num_train_steps, steps_per_call, log_every_steps, eval_every_steps,
       checkpoint_every_steps, keep_checkpoints, best_metric, target_metric,
-      target_value, early_stopping, nonfinite, augment, init_from, freeze and ema.
+      target_value, early_stopping, nonfinite, augment, init_from, freeze, ema
+      and mesh.
     """
     c = ml_collections.ConfigDict()
     c.name = ""
@@ -95,6 +96,11 @@ def base_config() -> ml_collections.ConfigDict:
     # ema = decay * ema + (1 - decay) * params after each update (0: none); select_best:
     # the loop's evaluations (best, early stopping, target, summary) score the average.
     c.ema = ml_collections.ConfigDict(dict(decay=0.0, select_best=False))
+    # The devices as a mesh of data x fsdp (their product: jax.device_count(), every
+    # process). Batches are split over all of them; parameters and optimizer state over
+    # the fsdp devices of each data group (dl/train/sharding.py). data=0: all the
+    # devices fsdp leaves. The default, fsdp=1, is plain data parallelism.
+    c.mesh = ml_collections.ConfigDict(dict(data=0, fsdp=1))
     return c
 
 

@@ -73,6 +73,10 @@ def main(argv):
     common.setup_jax()
     from dl.tools.lr_finder import lr_find
     from dl.train import CheckpointError
+    from dl.train.evaluation import fit_mesh
+
+    if not FLAGS["config"].present:  # the run's own mesh where it fits the devices here
+        config = fit_mesh(config)
 
     try:
         result = common.guard(

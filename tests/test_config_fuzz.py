@@ -65,6 +65,8 @@ FIELDS = [
     "nonfinite.policy",
     "early_stopping.patience",
     "augment.crop_padding",
+    "mesh.data",
+    "mesh.fsdp",
     "modle.name",
     "optimizer.lr",
     "model.hiden_sizes",
@@ -258,6 +260,10 @@ def test_every_model_field_with_a_range_refuses_values_outside_it():
             "dataset.test_fraction=-0.25",
             "test_fraction must be a finite number in [0, 1), got -0.25",
         ),
+        ("mlp_xor", "mesh.fsdp=0", "mesh.fsdp must be an integer >= 1, got 0"),
+        ("mlp_xor", "mesh.data=-1", "mesh.data must be an integer >= 0, got -1"),
+        ("mlp_xor", "mesh.fsdp=7", "mesh.data x mesh.fsdp must be the device count"),
+        ("mlp_xor", "mesh.data=7", "got mesh.data=7, mesh.fsdp=1 (7 x 1 = 7)"),
         ("mlp_digits", "dataset.validation_fraction=0.5", None),  # builds
     ],
 )

@@ -93,6 +93,30 @@ def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
 
 
 @pytest.mark.slow
+def test_parameters_sharded_across_two_processes_match_one_and_evaluate_on_one(tmp_path):
+    # mesh.fsdp=4 over 2 processes of 2 devices: every large leaf is split across both.
+    single = tmp_path / "single"
+    proc = run_binary(
+        "experiments.train", f"--config={config_path('mlp_digits')}", f"--workdir={single}", *ARGS
+    )
+    assert proc.returncode == 0, proc.stderr
+    multi = tmp_path / "multi"
+    children = start_processes(multi, [*ARGS, "--config.mesh.fsdp=4"])
+    for c, (_, err) in zip(children, finish(children), strict=True):
+        assert c.returncode == 0, err
+    np.testing.assert_allclose(train_losses(multi), train_losses(single), atol=1e-5, rtol=0)
+    proc = run_binary(
+        "experiments.evaluate", f"--workdir={multi}", "--split=validation", "--figures=false"
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    with open(multi / "metrics.jsonl") as f:
+        own = [e for e in map(json.loads, f) if e["split"] == "validation"][-1]
+    assert result["step"] == 24 and result["accuracy"] == own["accuracy"]
+    assert result["loss"] == pytest.approx(own["loss"], abs=1e-6)
+
+
+@pytest.mark.slow
 def test_two_processes_streaming_their_shares_match_one_process(tmp_path):
     from dl.data.convert import convert
 

@@ -30,7 +30,7 @@ from dl.data import load_dataset
 from dl.errors import ConfigError
 from dl.reporting import RunCounter
 from dl.train import CheckpointError, Checkpoints, build, train
-from dl.train.evaluation import read_run_config
+from dl.train.evaluation import fit_mesh, read_run_config
 
 GRID_CHUNK = 8192
 
@@ -107,7 +107,7 @@ def describe_model(config) -> str:
 
 def load_run(workdir: str, checkpoint: str = "latest"):
     """Restores a run: (config, experiment, state, step, summary or {})."""
-    config = read_run_config(workdir)
+    config = fit_mesh(read_run_config(workdir))
     experiment = build(config)
     check_2d(experiment.dataset)
     restored = Checkpoints(workdir, read_only=True).restore(experiment.abstract_state(), checkpoint)

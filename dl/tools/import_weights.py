@@ -38,7 +38,6 @@ from dl.errors import ConfigError
 from dl.tools.torchvision_names import IGNORED_SUFFIX, check_names, convert, num_classes
 from dl.train import Checkpoints, TrainState, build
 from dl.train.resume import config_to_dict
-from dl.train.sharding import put_replicated
 
 INPUT_SHAPE = (224, 224, 3)
 RECORD = "import.json"
@@ -239,7 +238,7 @@ def import_weights(fmt: str, arch: str, file: str, output: str) -> dict:
     )
     params = variables.pop("params")
     rng = jax.random.split(jax.random.PRNGKey(int(config.seed)))[1]  # as Steps.init_state
-    state = put_replicated(TrainState.create(params, variables, exp.steps.tx, rng), exp.mesh)
+    state = exp.place(TrainState.create(params, variables, exp.steps.tx, rng))
     record["classes"] = classes
     _write(output, config, state, record)
     used = sum(1 for k in tensors if not k.endswith(IGNORED_SUFFIX))

@@ -49,7 +49,7 @@ from matplotlib.figure import Figure
 from dl.errors import ConfigError
 from dl.reporting import Progress
 from dl.train import Checkpoints, Feeder, build, device_arrays
-from dl.train.sharding import put_replicated
+from dl.train.sharding import to_host
 from dl.train.state import restart
 
 RULES = ("min_over_10", "steepest")
@@ -75,12 +75,12 @@ def ramp_config(config, min_lr: float, max_lr: float, num_steps: int):
 
 
 def _host_copy(tree):
-    return jax.tree_util.tree_map(lambda x: np.array(jax.device_get(x), copy=True), tree)
+    return jax.tree_util.tree_map(lambda x: np.array(x, copy=True), to_host(tree))
 
 
 def place(tree, experiment):
     """Fresh device copies of a tree, placed as the experiment's training places its state."""
-    return put_replicated(_host_copy(tree), experiment.mesh)
+    return experiment.place(_host_copy(tree))
 
 
 def trees_equal(a, b) -> bool:
@@ -90,7 +90,7 @@ def trees_equal(a, b) -> bool:
     if tree_a != tree_b:
         return False
     for x, y in zip(leaves_a, leaves_b, strict=True):
-        x, y = np.asarray(jax.device_get(x)), np.asarray(jax.device_get(y))
+        x, y = to_host(x), to_host(y)
         if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
             return False
     return True
@@ -101,7 +101,7 @@ def tree_digest(tree) -> str:
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     h = hashlib.sha256(str(treedef).encode())
     for x in leaves:
-        x = np.asarray(jax.device_get(x))
+        x = to_host(x)
         h.update(f"{x.dtype}{x.shape}".encode())
         h.update(np.ascontiguousarray(x).tobytes())
     return h.hexdigest()

@@ -209,9 +209,10 @@ class Checkpoints:
 
         Args:
           abstract_state: a TrainState of jax.ShapeDtypeStruct (or arrays),
-            the structure, shapes, dtypes and shardings to restore into; or
-            None to restore the saved tree as it is (nested dicts of arrays on
-            the default device, e.g. to take another run's parameters).
+            the structure, shapes, dtypes and shardings to restore into (the
+            reader's, whatever mesh wrote the step); or None to restore the
+            saved tree as it is (nested dicts of arrays on this process's first
+            device, e.g. to take another run's parameters).
           which: "latest", "best", or a step number.
 
         Returns:
@@ -275,6 +276,8 @@ class Checkpoints:
             or the state holds non-finite values.
         """
         verified = os.path.isdir(os.path.join(path, checksums.ITEM))
+        if abstract_state is None:  # the saved tree, not the writer's devices
+            abstract_state = _saved_tree(os.path.join(path, "state"))
         items = {
             "state": ocp.args.StandardRestore(abstract_state),
             "meta": ocp.args.JsonRestore(),
@@ -368,21 +371,41 @@ def _check_fits(abstract_state, path: str) -> None:
         )
 
 
+def _saved_metadata(state_dir: str):
+    """The saved state's tree of array metadata (shape, dtype, the writer's sharding)."""
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)  # orbax warns about an optional metadata file
+    try:
+        saved = ocp.StandardCheckpointer().metadata(state_dir)
+    finally:
+        logging.set_verbosity(verbosity)
+    saved = getattr(saved, "item_metadata", saved)
+    return getattr(saved, "tree", saved)
+
+
+def _saved_tree(state_dir: str):
+    """The saved state's structure as ShapeDtypeStructs on this process's first device.
+
+    Without a target orbax restores onto the writer's devices, which fails on
+    another topology (a run trained on 8 devices read on 1).
+    """
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree_util.tree_map(
+        lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device),
+        _saved_metadata(state_dir),
+    )
+
+
 def _shape_differences(abstract_state, state_dir: str) -> list[str]:
     """Leaves whose shape or presence differ between a saved state and the expected one.
 
     Returns [] when they agree, or when the metadata cannot be read (the
     restore itself then reports the unreadable step).
     """
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.ERROR)  # orbax warns about an optional metadata file
     try:
-        saved = ocp.StandardCheckpointer().metadata(state_dir)
+        saved = _saved_metadata(state_dir)
     except Exception:  # noqa: BLE001 -- unreadable: restore decides and reports
         return []
-    finally:
-        logging.set_verbosity(verbosity)
-    saved = getattr(saved, "item_metadata", saved)
     have = {
         checksums.leaf_name(p): tuple(getattr(x, "shape", ()))
         for p, x in jax.tree_util.tree_leaves_with_path(saved)

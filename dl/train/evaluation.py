@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 
+import jax
 import ml_collections
 from absl import logging
 
@@ -19,6 +20,7 @@ from dl.errors import ConfigError
 from dl.reporting import figures
 from dl.train.checkpoint import CheckpointError, Checkpoints
 from dl.train.experiment import build
+from dl.train.sharding import mesh_shape
 from dl.train.stream_feeder import evaluator_for
 
 
@@ -55,6 +57,30 @@ def read_run_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(upgrade(stored))
 
 
+def fit_mesh(config) -> ml_collections.ConfigDict:
+    """A stored run's config with a mesh that fits the devices at hand (to read the run).
+
+    The run's own mesh (`mesh.data` x `mesh.fsdp`) where it fits the device
+    count at hand (`jax.device_count()`), else the default all-data mesh: a checkpoint
+    restores into any mesh (each array gets the shardings of the mesh it is
+    read on), so a run trained on 8 devices evaluates on 1.
+    """
+    stored = config.get("mesh", None)
+    try:
+        mesh_shape(stored, jax.device_count())
+        return config
+    except ConfigError:
+        pass
+    logging.info(
+        "the run's mesh %s does not fit the %d devices here: reading it with the all-data mesh",
+        dict(stored),
+        jax.device_count(),
+    )
+    with config.unlocked():
+        config.mesh = ml_collections.ConfigDict(dict(data=0, fsdp=1))
+    return config
+
+
 def restore_run(
     workdir: str, checkpoint="latest", *, model=None, dataset=None, task=None, dataset_fields=None
 ):
@@ -74,7 +100,7 @@ def restore_run(
       ConfigError: workdir is not a run directory or checkpoint is malformed.
       CheckpointError: no checkpoint could be restored.
     """
-    config = read_run_config(workdir)
+    config = fit_mesh(read_run_config(workdir))
     check_checkpoint(checkpoint)
     if dataset_fields:
         with config.unlocked():

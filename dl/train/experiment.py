@@ -23,7 +23,7 @@ from dl.imports import MARKER, import_path_of, record_name
 from dl.models import build_model, instance_fields
 from dl.tasks import Task, make_task
 from dl.train.optim import check_optimizer_config, make_optimizer
-from dl.train.sharding import check_divisible, data_mesh, put_replicated, replicated
+from dl.train.sharding import check_divisible, make_mesh, put_state, state_shardings
 from dl.train.state import TrainState
 from dl.train.step import StepConfig, Steps
 
@@ -37,6 +37,9 @@ RUN_RANGES = {
         "grad_accum_steps": Range(1, integer=True),
     },
     "ema": {"decay": Range(0.0, 1.0, high_open=True)},
+    # data=0: all the devices fsdp leaves; the product is checked against the devices
+    # when the experiment is assembled (dl.train.sharding.mesh_shape).
+    "mesh": {"data": Range(0, integer=True), "fsdp": Range(1, integer=True)},
     "early_stopping": {"patience": Range(0, integer=True), "min_delta": Range(0)},
     "nonfinite": {"max_consecutive_skips": Range(0, integer=True)},
     "dataset": {
@@ -57,7 +60,8 @@ class Experiment:
       task: the loss and metrics.
       model: the flax module.
       steps: the compiled train, evaluation and prediction calls.
-      mesh: the devices the batch is split over.
+      mesh: the ("data", "fsdp") mesh of the devices: batches are split over
+        all of them, parameters and optimizer state over "fsdp".
     """
 
     config: object
@@ -80,15 +84,24 @@ class Experiment:
         )
 
     def placed_init_state(self) -> TrainState:
-        """A fresh state, replicated over the experiment's mesh."""
-        return put_replicated(self.init_state(), self.mesh)
+        """A fresh state, placed over the experiment's mesh (`place`)."""
+        return self.place(self.init_state())
+
+    def place(self, state: TrainState) -> TrainState:
+        """A state (host or device arrays) placed as training holds it: `state_shardings`."""
+        return put_state(state, self.mesh)
+
+    def state_shardings(self, state) -> TrainState:
+        """The sharding of every leaf of a state (or of its shapes) on the experiment's mesh."""
+        return state_shardings(state, self.mesh)
 
     def abstract_state(self) -> TrainState:
-        """The state's shapes, dtypes and placement, without computing it."""
-        sharding = replicated(self.mesh)
+        """The state's shapes, dtypes and placement (this run's mesh), without computing it."""
+        shapes = jax.eval_shape(lambda: self.init_state(from_data=False))
         return jax.tree_util.tree_map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-            jax.eval_shape(lambda: self.init_state(from_data=False)),
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+            shapes,
+            self.state_shardings(shapes),
         )
 
 
@@ -249,7 +262,7 @@ def assemble(config, data: Dataset, *, model=None, task=None) -> Experiment:
         raise ConfigError(problem)
     check_shapes(model_, task_, data)
     tx, schedule = make_optimizer(config)
-    mesh = data_mesh()
+    mesh = make_mesh(config.get("mesh", None))
     check_divisible(int(config.batch_size), mesh)
     steps = Steps(model_, task_, tx, schedule, step_config(config), mesh)
     return Experiment(config, data, task_, model_, steps, mesh)

@@ -39,7 +39,7 @@ from dl.train.finetune import initial_weights
 from dl.train.orbax_patch import stop_io_metrics_leak
 from dl.train.preemption import PreemptionFlag
 from dl.train.resume import check_resumable, config_to_dict
-from dl.train.sharding import is_lead, put_replicated, sync, to_host
+from dl.train.sharding import is_lead, sync, to_host
 from dl.train.state import TrainState, param_count
 from dl.train.step import all_finite, nonfinite_advice
 from dl.train.stream_feeder import InputPosition, inputs_for
@@ -383,7 +383,7 @@ def _restore(exp: Experiment, ckpts: Checkpoints, config_dict: dict, workdir: st
         if source:
             params, model_state = initial_weights(exp.config.init_from, state)
             state = TrainState.create(params, model_state, exp.steps.tx, state.rng, exp.steps.ema)
-        return put_replicated(state, exp.mesh), None
+        return exp.place(state), None
     if source:
         logging.info("resuming from %s's own checkpoints: init_from is not used", workdir)
     state, meta, step = restored

@@ -32,6 +32,7 @@ from dl.models import fast_paths
 from dl.train.evaluation import (
     check_checkpoint,
     check_weights,
+    fit_mesh,
     read_run_config,
     restore_checkpoint,
 )
@@ -79,7 +80,7 @@ def load(
     >>> predictor.step, out["probabilities"].shape, out["labels"].shape
     (100, (5, 10), (5,))
     """
-    config = read_run_config(workdir)
+    config = fit_mesh(read_run_config(workdir))
     check_checkpoint(checkpoint)
     check_weights(weights)
     prep, data = _preprocessing(workdir, config, dataset)

@@ -20,6 +20,9 @@ RESUMABLE_CHANGES = frozenset(
         "init_from.workdir",
         "init_from.checkpoint",
         "init_from.exclude",
+        # The devices a run is spread over: a checkpoint restores into any mesh.
+        "mesh.data",
+        "mesh.fsdp",
     }
 )
 

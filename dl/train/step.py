@@ -20,7 +20,7 @@ import optax
 
 from dl.errors import ConfigError
 from dl.train.accumulate import accumulated, masked_sums
-from dl.train.sharding import shard_batch
+from dl.train.sharding import constrain_state, shard_batch
 from dl.train.state import TrainState
 
 NONFINITE_POLICIES = ("stop", "skip")
@@ -289,6 +289,11 @@ class Steps:
         params = variables.pop("params")
         return TrainState.create(params, variables, self.tx, run_rng, ema=self.ema)
 
+    def _step(self, state, batch):
+        """One training step whose new state keeps the mesh's state shardings (fsdp)."""
+        state, metrics = self.train_step(state, batch)
+        return constrain_state(state, self.mesh), metrics
+
     def _train_many(self, state, arrays, perms, first_epoch, *, steps: int, batch_size: int):
         """`steps` training steps in one call, on batches gathered on the device.
 
@@ -306,11 +311,12 @@ class Steps:
 
         def one(state):
             idx = batch_indices(state.step, batch_size, perms, first_epoch)
-            return self.train_step(state, shard_batch(gather(arrays, idx), self.mesh))
+            return self._step(state, shard_batch(gather(arrays, idx), self.mesh))
 
         if steps == 1:
             return one(state)  # metrics of one step: scalars, no stacking
-        return jax.lax.scan(lambda s, _: one(s), state, None, length=steps)
+        state, metrics = jax.lax.scan(lambda s, _: one(s), state, None, length=steps)
+        return constrain_state(state, self.mesh), metrics  # the loop's result too
 
     def _train_window(self, state, batches, *, steps: int):
         """`steps` training steps in one call, on batches handed in (the streamed input).
@@ -322,11 +328,12 @@ class Steps:
         """
 
         def one(state, batch):
-            return self.train_step(state, shard_batch(batch, self.mesh))
+            return self._step(state, shard_batch(batch, self.mesh))
 
         if steps == 1:
             return one(state, jax.tree_util.tree_map(lambda a: a[0], batches))
-        return jax.lax.scan(one, state, batches)
+        state, metrics = jax.lax.scan(one, state, batches)
+        return constrain_state(state, self.mesh), metrics
 
     def _evaluate_all(self, state, arrays, idx, mask):
         """Metric sums over batches idx [batches, batch] with mask [batches, batch]."""

@@ -29,7 +29,7 @@ from dl.errors import ConfigError, InputWorkerError
 from dl.train.actions import Action
 from dl.train.evaluator import Evaluator, device_arrays
 from dl.train.feeder import Feeder
-from dl.train.sharding import put_batches, to_host
+from dl.train.sharding import batch_axes, put_batches, to_host
 from dl.train.step import finalize
 
 PREFETCH_CALLS = 2  # windows of K batches waiting on the devices
@@ -143,7 +143,7 @@ class StreamFeeder:
     def abstract_window(self) -> dict:
         """The shapes of one call's batches, field -> [K, batch, ...] (no data read)."""
         sharding = jax.sharding.NamedSharding(
-            self.exp.mesh, jax.sharding.PartitionSpec(None, "data")
+            self.exp.mesh, jax.sharding.PartitionSpec(None, batch_axes(self.exp.mesh))
         )
         return {
             k: jax.ShapeDtypeStruct(
