@@ -97,6 +97,28 @@ def setup_jax() -> None:
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM outside the training loop (before `train` takes it over, or after): exit 75.
+
+    Before the loop starts nothing is written, and after it every checkpoint
+    is: either way the same command run again resumes where the run is. The
+    loop itself turns SIGTERM into a checkpoint of the step it reached. The
+    handler leaves at once (os._exit): an exception raised from a signal
+    handler can land in a callback that swallows it, and the run would go on.
+    """
+    import signal
+
+    def handler(signum, frame):
+        os.write(
+            2,
+            b"error: stopped by SIGTERM outside the training loop (no checkpoint was being "
+            b"written); run the same command again to resume\n",
+        )
+        os._exit(EXIT_PREEMPTED)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def fail(message: str, code: int = EXIT_CONFIG) -> None:
     """Prints a user-facing error (no traceback) and exits with `code`."""
     logging.flush()

@@ -32,6 +32,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+    common.exit_on_sigterm()  # the loop takes SIGTERM over while it trains
     common.reject_positional(argv)
     config = common.load_config_flag("config")
     common.setup_jax()

@@ -220,6 +220,12 @@ def test_a_flipped_bit_is_reported_by_evaluate_and_moved_aside_by_train(tmp_path
     proc = run_binary("experiments.train", *args, f"--workdir={run}")
     assert proc.returncode == 0, proc.stderr
     assert os.path.isdir(run / "unreadable" / "checkpoints-60")
+    # The step written again is damaged again: set aside beside the first, nothing lost.
+    flip(array_files(run / "checkpoints" / "60")[0], 100, 5)
+    proc = run_binary("experiments.train", *args, f"--workdir={run}")
+    assert proc.returncode == 0, proc.stderr
+    assert os.path.isdir(run / "unreadable" / "checkpoints-60")
+    assert os.path.isdir(run / "unreadable" / "checkpoints-60.1")
     ab = build(digits_config(60)).abstract_state()
     a = Checkpoints(str(straight), read_only=True).restore(ab)
     b = Checkpoints(str(run), read_only=True).restore(ab)

@@ -333,7 +333,7 @@ class Checkpoints:
         moved = []
         for step in self.steps(kind):
             if step > newer_than:
-                target = os.path.join(self.workdir, "unreadable", f"{kind}-{step}")
+                target = _free_name(os.path.join(self.workdir, "unreadable", f"{kind}-{step}"))
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 os.replace(os.path.join(self._path(kind), str(step)), target)
                 logging.warning("moved unreadable checkpoint step %d to %s", step, target)
@@ -369,6 +369,15 @@ def _check_fits(abstract_state, path: str) -> None:
             + "\n  ".join(differences[:20])
             + (f"\n  ... and {len(differences) - 20} more" if len(differences) > 20 else "")
         )
+
+
+def _free_name(path: str) -> str:
+    """`path`, or `path.1`, `path.2`, ... if taken (the same step can be set aside twice)."""
+    candidate, n = path, 0
+    while os.path.exists(candidate):
+        n += 1
+        candidate = f"{path}.{n}"
+    return candidate
 
 
 def _saved_metadata(state_dir: str):
