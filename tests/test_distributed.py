@@ -145,7 +145,7 @@ def test_two_processes_streaming_their_shares_match_one_process(tmp_path):
 # Fused calls of 2 steps, and 20 calls between host syncs: more than the
 # loop's in-flight limit on CPU (16), without which XLA:CPU deadlocks
 # on collectives queued across devices.
-TOTAL, EVERY, FUSED = 120, 40, 2
+TOTAL, EVERY, FUSED = 200, 40, 2
 PREEMPT_ARGS = [
     f"--config.num_train_steps={TOTAL}",
     f"--config.steps_per_call={FUSED}",
