@@ -128,13 +128,13 @@ def _same_values_and_gradients(plain, remat, inputs, **kwargs):
     assert not _checkpointed(jax.make_jaxpr(lambda v: plain.apply(v, *inputs, **kwargs))(variables))
 
 
-@pytest.mark.parametrize("implementation", ["xla", "patches"])
-def test_a_rematerialized_cnn_stack_gives_the_same_loss_and_gradients(implementation):
+def test_a_rematerialized_cnn_stack_gives_the_same_loss_and_gradients():
     from dl.models.cnn import CNN
 
     x = jax.random.normal(jax.random.key(3), (3, 12, 12, 2))
+    # The "patches" convolutions: the implementation whose intermediates are largest.
     fields = dict(conv_features=(4, 6), dense_sizes=(8,), num_outputs=5,
-                  conv_implementation=implementation)  # fmt: skip
+                  conv_implementation="patches")  # fmt: skip
     _same_values_and_gradients(CNN(**fields), CNN(**fields, remat="full"), (x,))
 
 
@@ -149,8 +149,7 @@ def test_a_rematerialized_alexnet_gives_the_same_loss_and_gradients():
     )
 
 
-@pytest.mark.parametrize("layer", ["gcn", "gat", "gn"])
-@pytest.mark.parametrize("model", ["graph", "node"])
+@pytest.mark.parametrize("model,layer", [("graph", "gn"), ("node", "gcn"), ("graph", "gat")])
 def test_rematerialized_graph_layers_give_the_same_loss_and_gradients(layer, model):
     from dl.models.gnn import GraphClassifier, NodeClassifier
 
@@ -166,12 +165,11 @@ def test_rematerialized_graph_layers_give_the_same_loss_and_gradients(layer, mod
     )
 
 
-@pytest.mark.parametrize("attention", [False, True])
-def test_a_rematerialized_seq2seq_gives_the_same_loss_and_gradients(attention):
+def test_a_rematerialized_seq2seq_gives_the_same_loss_and_gradients():
     from dl.models.seq2seq import Seq2Seq
 
     src = jnp.array([[5, 6, 7, 0], [8, 9, 0, 0]])
     tgt_in = jnp.array([[1, 5, 6], [1, 7, 0]])
     fields = dict(src_vocab_size=12, tgt_vocab_size=10, embed_dim=6, hidden_size=8,
-                  num_layers=2, attention=attention, cell="lstm")  # fmt: skip
+                  num_layers=2, attention=True, cell="lstm")  # fmt: skip
     _same_values_and_gradients(Seq2Seq(**fields), Seq2Seq(**fields, remat="full"), (src, tgt_in))
