@@ -17,21 +17,9 @@ from ml_collections import config_dict
 from dl.errors import ConfigError
 
 
-def base_config() -> ml_collections.ConfigDict:
-    """Defaults for the shared fields of an experiment.
-
-    Returns:
-      A ConfigDict with: name, seed, dataset, model, dtype, task, optimizer,
-      schedule, grad_clip_norm, batch_size, grad_accum_steps, eval_batch_size,
-      num_train_steps, steps_per_call, log_every_steps, eval_every_steps,
-      checkpoint_every_steps, keep_checkpoints, best_metric, target_metric,
-      target_value, early_stopping, nonfinite, augment, init_from, freeze, ema
-      and mesh.
-    """
-    c = ml_collections.ConfigDict()
-    c.name = ""
-    c.seed = 0
-    c.dataset = ml_collections.ConfigDict(
+def dataset_defaults() -> ml_collections.ConfigDict:
+    """The `dataset` section of `base_config`: the fields every dataset shares."""
+    return ml_collections.ConfigDict(
         dict(
             name="digits",
             validation_fraction=0.15,
@@ -54,6 +42,23 @@ def base_config() -> ml_collections.ConfigDict:
             box_units=config_dict.placeholder(str),  # detection_npz: "normalized" or "pixels"
         )
     )
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Defaults for the shared fields of an experiment.
+
+    Returns:
+      A ConfigDict with: name, seed, dataset, model, dtype, task, optimizer,
+      schedule, grad_clip_norm, batch_size, grad_accum_steps, eval_batch_size,
+      num_train_steps, steps_per_call, log_every_steps, eval_every_steps,
+      checkpoint_every_steps, keep_checkpoints, best_metric, target_metric,
+      target_value, early_stopping, nonfinite, augment, init_from, freeze, ema
+      and mesh.
+    """
+    c = ml_collections.ConfigDict()
+    c.name = ""
+    c.seed = 0
+    c.dataset = dataset_defaults()
     c.model = ml_collections.ConfigDict(dict(name="mlp"))
     # Compute dtype of the model: float32, bfloat16 or float16. Parameters and
     # optimizer state stay float32. A `dtype` in the model's own fields wins.
