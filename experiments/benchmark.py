@@ -9,8 +9,10 @@ count, batch size, compile time of the first step (and again with the
 persistent compilation cache warm), median and interquartile range of the
 step time, examples per second, FLOPs per step from XLA's cost analysis,
 achieved FLOP/s and its fraction of the device's peak for the dtype the model
-computes in (on CPU, the matmul throughput measured in that dtype in the same
-run; on a GPU, the published peak).
+computes in (on a GPU, the published peak; on a CPU, the best of the matmul
+throughputs of XLA, numpy's BLAS and PyTorch measured in the same run, each
+recorded in the row, and beside it the fraction of the processor's
+theoretical FMA peak, cores x clock x FLOPs per cycle; see `Peaks`).
 XLA counts a loop body once, so a row also counts the step's matrix products
 and convolutions from its jaxpr with every scan counted in full
 (`matmul_flops_per_step`, `matmul_gflops`, `matmul_fraction_of_peak`): for
@@ -311,7 +313,9 @@ def bench_config(name: str, config, row: Row | None, repeats: int, block: int, p
     """Times dl's training step for a config (and the row's references); returns the row.
 
     `peaks` is a `Peaks`: the row's fractions of peak are taken against the
-    peak for the dtype the model computes in.
+    peak for the dtype the model computes in (`fraction_of_peak`,
+    `matmul_fraction_of_peak`) and, on a CPU, against the theoretical one
+    (`fraction_of_theoretical_peak`, `matmul_fraction_of_theoretical_peak`).
     """
     import time
 
@@ -366,17 +370,22 @@ def bench_config(name: str, config, row: Row | None, repeats: int, block: int, p
         **timing.row(batch),
     }
     dtype = jnp.dtype(exp.model.dtype).name  # as build_model resolved it
-    peak, source = peaks(dtype)
-    out.update(peak_gflops=round(peak / 1e9, 1), peak_source=source, peak_dtype=dtype)
-    if timing.flops:
-        # XLA's count is per device (after partitioning over the mesh), as is the peak.
-        out["fraction_of_peak"] = round(timing.flops / timing.median / peak, 3)
-    if timing.matmul_flops:
-        # The jaxpr's count is the whole step's, over every device. A CPU's peak is
-        # its host's, shared by the host's devices; an accelerator's is one device's.
-        on_cpu = jax.devices()[0].platform == "cpu"
-        total = peak * (jax.process_count() if on_cpu else jax.device_count())
-        out["matmul_fraction_of_peak"] = round(timing.matmul_flops / timing.median / total, 3)
+    peak, theoretical, fields = peaks(dtype)
+    out.update(fields)
+    # The jaxpr's count is the whole step's, over every device. A CPU's peak is
+    # its host's, shared by the host's devices; an accelerator's is one device's.
+    on_cpu = jax.devices()[0].platform == "cpu"
+    devices = jax.process_count() if on_cpu else jax.device_count()
+    for suffix, value in (("peak", peak), ("theoretical_peak", theoretical)):
+        if value is None:
+            continue
+        if timing.flops:
+            # XLA's count is per device (after partitioning over the mesh), as is the peak.
+            out[f"fraction_of_{suffix}"] = round(timing.flops / timing.median / value, 3)
+        if timing.matmul_flops:
+            out[f"matmul_fraction_of_{suffix}"] = round(
+                timing.matmul_flops / timing.median / (value * devices), 3
+            )
     for ref, other in timings.items():
         if ref == "dl":
             continue
@@ -404,30 +413,75 @@ def bench_config(name: str, config, row: Row | None, repeats: int, block: int, p
 
 
 class Peaks:
-    """Peak FLOP/s of one device for a compute dtype, and where the figure comes from.
+    """Peak FLOP/s of one device for a compute dtype, and where the figures come from.
 
-    An accelerator's is its published dense peak for the dtype. On a CPU (or a
-    device or dtype with no published figure) it is the throughput of a
-    2048x2048 matmul in that dtype measured in this process (once per dtype):
-    on a CPU, that of the whole host, which every host device shares.
+    An accelerator's peak is its published dense peak for the dtype. On a CPU
+    (or a device or dtype with no published figure) it is the best of the
+    2048x2048 matmuls of XLA, numpy's BLAS and PyTorch (where installed),
+    measured in this process once per dtype (`dl.tools.peaks.matmul_peaks`;
+    numpy's in float32 for bfloat16 and float16), so a slow XLA product does
+    not read as a good fraction. Beside it a CPU gets its theoretical FMA
+    peak (`dl.tools.peaks.theoretical_cpu_peak`). Both are the whole
+    host's, which every host device shares.
     """
 
     def __init__(self):
-        self._measured = {}
+        self._cache = {}
 
-    def __call__(self, dtype: str = "float32") -> tuple[float, str]:
+    def __call__(self, dtype: str = "float32") -> tuple[float, float | None, dict]:
+        """(best peak, theoretical peak or None, the row's peak fields), in FLOP/s."""
+        if dtype not in self._cache:
+            self._cache[dtype] = self._measure(dtype)
+        return self._cache[dtype]
+
+    @staticmethod
+    def _measure(dtype: str) -> tuple[float, float | None, dict]:
         import jax
-        import jax.numpy as jnp
 
-        from dl.tools.benchmark import matmul_peak_flops, published_peak_flops
+        from dl.tools.peaks import matmul_peaks, published_peak_flops, theoretical_cpu_peak
 
         device = jax.devices()[0]
+        on_cpu = device.platform == "cpu"
         published = published_peak_flops(device.device_kind, dtype)
-        if device.platform != "cpu" and published:
-            return published, "published"
-        if dtype not in self._measured:
-            self._measured[dtype] = matmul_peak_flops(dtype=jnp.dtype(dtype))
-        return self._measured[dtype], "measured_matmul"
+        if not on_cpu and published:
+            fields = {"peak_gflops": round(published / 1e9, 1), "peak_source": "published"}
+            return published, None, {**fields, "peak_dtype": dtype}
+        measured = matmul_peaks(dtype=dtype, host=on_cpu)
+
+        def flops(v):
+            return None if v is None else round(v / 1e6) * 1e6
+
+        fields = {
+            "peak_gflops": round(measured.best / 1e9, 1),
+            "peak_source": measured.source,
+            "peak_dtype": dtype,
+            "peak_xla_flops": flops(measured.xla),
+        }
+        if not on_cpu:
+            return measured.best, None, fields
+        fields.update(
+            peak_numpy_flops=flops(measured.numpy),
+            peak_numpy_dtype=measured.numpy_dtype,
+            peak_torch_flops=flops(measured.torch),
+        )
+        if measured.torch_skipped:
+            fields["peak_torch_skipped"] = measured.torch_skipped
+        cpu = theoretical_cpu_peak()
+        if cpu is None:
+            return measured.best, None, {**fields, "theoretical_peak_flops": None}
+        theoretical = cpu.peak_flops_for(dtype)
+        fields.update(
+            theoretical_peak_flops=flops(theoretical),
+            cpu_model=cpu.model,
+            cpu_cores=cpu.cores,
+            cpu_clock_ghz=cpu.clock_ghz,
+            cpu_clock_source=cpu.clock_source,
+            fp32_flops_per_cycle=cpu.fp32_flops_per_cycle,
+        )
+        note = cpu.low_precision_note(dtype)
+        if note:
+            fields["theoretical_peak_note"] = note
+        return measured.best, theoretical, fields
 
 
 def main(argv):
@@ -476,8 +530,7 @@ def main(argv):
         fused = int(config.get("steps_per_call", 1)) > 1
         jobs = [(config.get("name") or "config", config, Row("", {}, fused=fused))]
     peaks = Peaks()
-    peak, source = peaks("float32")
-    print(json.dumps({"peak_gflops": round(peak / 1e9, 1), "peak_source": source}), flush=True)
+    print(json.dumps(peaks("float32")[2]), flush=True)
     for name, cfg, row in jobs:
         result = common.guard(
             lambda cfg=cfg, name=name, row=row: bench_config(

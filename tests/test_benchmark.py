@@ -1,6 +1,8 @@
 """The benchmark binary and the device-side batch indices it times."""
 
+import importlib.util
 import json
+import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -59,6 +61,94 @@ def test_product_flops_count_loops_in_full():
     )
 
 
+def test_matmul_peak_is_the_best_of_the_measured_products(monkeypatch):
+    from dl.tools.peaks import matmul_peaks
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if PyTorch were not installed
+    peaks = matmul_peaks(n=256, dtype="float32", repeats=3)
+    assert peaks.torch is None and peaks.torch_skipped == "PyTorch is not installed"
+    found = peaks.candidates()
+    assert set(found) == {"xla_matmul", "numpy_matmul"} and min(found.values()) > 0
+    assert peaks.best == max(found.values()) and all(peaks.best >= v for v in found.values())
+    assert found[peaks.source] == peaks.best
+    monkeypatch.delitem(sys.modules, "torch")
+    bf16 = matmul_peaks(n=256, dtype=jnp.bfloat16, repeats=2)
+    assert bf16.dtype == "bfloat16" and bf16.numpy_dtype == "float32"
+    assert bf16.best == max(bf16.candidates().values())
+    if importlib.util.find_spec("torch") is not None:
+        assert bf16.torch and bf16.torch_skipped is None
+    alone = matmul_peaks(n=256, repeats=2, host=False)  # an accelerator's: XLA's alone
+    assert alone.candidates() == {"xla_matmul": alone.xla} and alone.source == "xla_matmul"
+
+
+def _cpuinfo(model, flags, cores, *, vendor="GenuineIntel", family=6, number=85, mhz=None,
+             threads=1):  # fmt: skip
+    """/proc/cpuinfo's text for `cores` cores of `threads` hyperthreads each."""
+    blocks = []
+    for i in range(cores * threads):
+        lines = [f"processor\t: {i}", f"vendor_id\t: {vendor}", f"cpu family\t: {family}",
+                 f"model\t\t: {number}", f"model name\t: {model}"]  # fmt: skip
+        if mhz is not None:
+            lines.append(f"cpu MHz\t\t: {mhz}")
+        lines += ["physical id\t: 0", f"core id\t\t: {i % cores}", f"flags\t\t: {flags}"]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+_BASE = "fpu sse sse2 ssse3 sse4_1 sse4_2"
+
+
+def test_theoretical_cpu_peak_from_cpuinfo():
+    from dl.tools.peaks import cpu_peak_from_cpuinfo
+
+    # Xeon Gold, AVX-512 with two FMA units: 16 lanes x 2 x 2 = 64 FLOPs a cycle; 2 cores
+    # of 2 hyperthreads at the 3.00 GHz of the name (not cpu MHz): 2 x 3.0 x 64 = 384 G.
+    gold = _cpuinfo("Intel(R) Xeon(R) Gold 6154 CPU @ 3.00GHz", f"{_BASE} avx avx2 fma avx512f",
+                    2, mhz="3691.552", threads=2)  # fmt: skip
+    peak = cpu_peak_from_cpuinfo(gold)
+    assert (peak.cores, peak.clock_ghz, peak.clock_source) == (2, 3.0, "model name")
+    assert peak.fp32_flops_per_cycle == 64 and peak.peak_flops == pytest.approx(384e9)
+    assert peak.peak_flops_for("bfloat16") == peak.peak_flops and peak.low_precision_flags == ()
+    assert peak.peak_flops_for("float64") == pytest.approx(192e9)
+    # Processors 0 and 2 are the two threads of core 0: one core, 192 G.
+    assert cpu_peak_from_cpuinfo(gold, cpus={0, 2}).peak_flops == pytest.approx(192e9)
+    # Skylake-SP Silver: one AVX-512 FMA unit, 32 FLOPs a cycle: 4 x 2.2 x 32 = 281.6 G.
+    silver = _cpuinfo("Intel(R) Xeon(R) Silver 4114 CPU @ 2.20GHz", f"{_BASE} avx2 fma avx512f", 4)
+    assert cpu_peak_from_cpuinfo(silver).peak_flops == pytest.approx(281.6e9)
+
+    # EPYC 7742 (Zen 2): AVX2, two 256-bit FMA pipes, 8 x 2 x 2 = 32; no clock in the
+    # name, so cpu MHz: 4 x 2.25 x 32 = 288 G; cpufreq's base clock comes first.
+    zen2 = _cpuinfo("AMD EPYC 7742 64-Core Processor", f"{_BASE} avx avx2 fma", 4,
+                    vendor="AuthenticAMD", family=23, number=49, mhz="2250.000")  # fmt: skip
+    peak = cpu_peak_from_cpuinfo(zen2, max_khz=3400000)
+    assert (peak.clock_source, peak.fp32_flops_per_cycle) == ("cpu MHz", 32)
+    assert peak.peak_flops == pytest.approx(288e9)
+    peak = cpu_peak_from_cpuinfo(zen2, base_khz=2000000)
+    assert peak.clock_source == "cpufreq base_frequency"
+    assert peak.peak_flops == pytest.approx(256e9)  # 4 x 2.0 x 32
+    # Zen 4 runs AVX-512 as two 256-bit halves (32); Zen 5's 512-bit datapath gives 64.
+    zen4 = _cpuinfo("AMD EPYC 9654 96-Core Processor", f"{_BASE} avx2 fma avx512f avx512_bf16",
+                    2, vendor="AuthenticAMD", family=25, number=17, mhz="2400.000")  # fmt: skip
+    peak = cpu_peak_from_cpuinfo(zen4)
+    assert peak.fp32_flops_per_cycle == 32 and peak.peak_flops == pytest.approx(153.6e9)
+    assert "avx512_bf16" in peak.low_precision_note("bfloat16")
+    assert peak.low_precision_note("float32") is None
+    zen5 = zen4.replace("cpu family\t: 25", "cpu family\t: 26")
+    assert cpu_peak_from_cpuinfo(zen5).fp32_flops_per_cycle == 64
+
+    # Core 2 Duo, SSE alone: 4 lanes, one add and one multiply unit, 8 FLOPs a cycle;
+    # with neither a clock in the name nor cpu MHz, cpufreq's top clock: 2 x 3.0 x 8.
+    sse = _cpuinfo("Intel(R) Core(TM)2 Duo CPU E8400", _BASE, 2, number=23)
+    peak = cpu_peak_from_cpuinfo(sse, max_khz=3000000)
+    assert (peak.fp32_lanes, peak.fma_units, peak.clock_source) == (
+        4, 1, "cpufreq cpuinfo_max_freq",
+    )  # fmt: skip
+    assert peak.peak_flops == pytest.approx(48e9)
+    assert cpu_peak_from_cpuinfo(sse) is None  # no clock at all
+    # An Arm processor's cpuinfo has no x86 flags: no figure.
+    assert cpu_peak_from_cpuinfo("processor\t: 0\nFeatures\t: fp asimd\n") is None
+
+
 def test_benchmark_prints_a_row_with_flops_and_compile_time():
     proc = run_binary(
         "experiments.benchmark",
@@ -70,9 +160,25 @@ def test_benchmark_prints_a_row_with_flops_and_compile_time():
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     row = rows[-1]
-    # The fraction of peak is taken against a bfloat16 matmul measured in the same run.
-    assert row["peak_dtype"] == "bfloat16" and row["peak_source"] == "measured_matmul"
-    assert row["peak_gflops"] > 0 and "fraction_of_peak" in row
+    # The fraction of peak is taken against the best matmul measured in the same run:
+    # XLA's in bfloat16, numpy's in float32 (it has no bfloat16 BLAS), PyTorch's if any.
+    assert row["peak_dtype"] == "bfloat16" and row["peak_numpy_dtype"] == "float32"
+    found = {"xla_matmul": row["peak_xla_flops"], "numpy_matmul": row["peak_numpy_flops"]}
+    if row["peak_torch_flops"] is not None:
+        found["torch_matmul"] = row["peak_torch_flops"]
+    if importlib.util.find_spec("torch") is None:
+        assert row["peak_torch_flops"] is None and "not installed" in row["peak_torch_skipped"]
+    assert row["peak_source"] == max(found, key=found.get) and min(found.values()) > 0
+    assert abs(row["peak_gflops"] - max(found.values()) / 1e9) <= 0.1
+    assert "fraction_of_peak" in row and "matmul_fraction_of_peak" in row
+    # Beside it, the processor's FMA peak and its inputs.
+    expected = row["cpu_cores"] * row["cpu_clock_ghz"] * 1e9 * row["fp32_flops_per_cycle"]
+    assert row["fp32_flops_per_cycle"] in (8, 16, 32, 64) and row["cpu_model"]
+    assert row["theoretical_peak_flops"] == pytest.approx(expected, rel=1e-5)
+    assert "fraction_of_theoretical_peak" in row and "matmul_fraction_of_theoretical_peak" in row
+    with open("/proc/cpuinfo") as f:
+        bf16_units = "avx512_bf16" in f.read()
+    assert ("theoretical_peak_note" in row) == bf16_units
     assert row["parameters"] == 2 * 4 + 4 + 4 + 1
     for key in (
         "compile_seconds",
@@ -222,6 +328,29 @@ def test_table_of_runs_gives_median_times_and_each_runs_ratio(tmp_path):
     appended = tmp_path / "appended.jsonl"
     appended.write_text("".join(open(p).read() for p in paths))
     assert tables([str(appended)]) == text
+
+
+def test_table_shows_the_fractions_of_the_measured_and_theoretical_peaks(tmp_path):
+    from dl.tools.bench_table import tables
+
+    peak = {
+        "peak_gflops": 300.0, "peak_source": "numpy_matmul", "peak_dtype": "float32",
+        "peak_xla_flops": 250e9, "peak_numpy_flops": 300e9, "peak_numpy_dtype": "float32",
+        "peak_torch_flops": None, "theoretical_peak_flops": 332.8e9, "cpu_model": "Xeon",
+        "cpu_cores": 2, "cpu_clock_ghz": 2.6, "cpu_clock_source": "cpu MHz",
+        "fp32_flops_per_cycle": 64, "achieved_gflops": 150.0, "fraction_of_peak": 0.5,
+        "fraction_of_theoretical_peak": 0.451,
+    }  # fmt: skip
+    path = tmp_path / "run.jsonl"
+    path.write_text(json.dumps(_row("mlp", 1.0, 1.0, **peak)) + "\n")
+    text = tables([str(path)])
+    assert "| GFLOP/s | of peak | of theoretical | product FLOPs/step |" in text
+    assert "| 150.0 | 50.0% | 45.1% |" in text
+    assert (
+        "- run 1, float32: 300.0 GFLOP/s (numpy_matmul); XLA 250.0, numpy 300.0 (float32), "
+        "PyTorch -; theoretical 332.8 GFLOP/s = 2 cores x 2.60 GHz (cpu MHz) x 64 "
+        "FLOPs/cycle, Xeon"
+    ) in text
 
 
 def test_table_refuses_a_bad_file(tmp_path):

@@ -91,8 +91,9 @@ def row_table(by_name: dict[str, list[dict]]) -> str:
     """dl's own figures per row, each the median over runs."""
     header = [
         "row", "params", "batch", "steps/call", "step ms", "IQR ms", "examples/s",
-        "FLOPs/step (XLA)", "GFLOP/s", "of peak", "product FLOPs/step", "product GFLOP/s",
-        "of peak", "compile s", "cold cache s", "warm cache s",
+        "FLOPs/step (XLA)", "GFLOP/s", "of peak", "of theoretical", "product FLOPs/step",
+        "product GFLOP/s", "of peak", "of theoretical", "compile s", "cold cache s",
+        "warm cache s",
     ]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, runs in by_name.items():
@@ -108,14 +109,57 @@ def row_table(by_name: dict[str, list[dict]]) -> str:
             _count(_median(runs, "flops_per_step")),
             _fixed(_median(runs, "achieved_gflops"), 1),
             _percent(_median(runs, "fraction_of_peak")),
+            _percent(_median(runs, "fraction_of_theoretical_peak")),
             _count(_median(runs, "matmul_flops_per_step")),
             _fixed(_median(runs, "matmul_gflops"), 1),
             _percent(_median(runs, "matmul_fraction_of_peak")),
+            _percent(_median(runs, "matmul_fraction_of_theoretical_peak")),
             _fixed(_median(runs, "compile_seconds"), 2),
             _fixed(_median(runs, "cold_cache_compile_seconds"), 2),
             _fixed(_median(runs, "warm_cache_compile_seconds"), 2),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _gflops(flops: float | None) -> str:
+    return "-" if flops is None else f"{flops / 1e9:,.1f}"
+
+
+def peak_lines(by_name: dict[str, list[dict]]) -> str:
+    """The peaks each run measured, once per run and compute dtype.
+
+    "of peak" in the row table is against the best measured matmul (on a
+    GPU, the published peak), "of theoretical" against the processor's FMA
+    peak, cores x clock x FLOPs per cycle.
+    """
+    lines = []
+    for i in range(max((len(r) for r in by_name.values()), default=0)):
+        seen = set()
+        for runs in by_name.values():
+            row = runs[i] if i < len(runs) else {}
+            dtype = row.get("peak_dtype")
+            if "peak_gflops" not in row or dtype in seen:
+                continue
+            seen.add(dtype)
+            source = row.get("peak_source", "-")
+            text = f"- run {i + 1}, {dtype}: {row['peak_gflops']:,.1f} GFLOP/s ({source})"
+            if "peak_xla_flops" in row:
+                text += f"; XLA {_gflops(row['peak_xla_flops'])}"
+            if "peak_numpy_flops" in row:
+                numpy_dtype = row.get("peak_numpy_dtype") or "-"
+                text += f", numpy {_gflops(row['peak_numpy_flops'])} ({numpy_dtype})"
+                text += f", PyTorch {_gflops(row.get('peak_torch_flops'))}"
+            if row.get("theoretical_peak_flops"):
+                text += (
+                    f"; theoretical {_gflops(row['theoretical_peak_flops'])} GFLOP/s = "
+                    f"{row['cpu_cores']} cores x {row['cpu_clock_ghz']:.2f} GHz "
+                    f"({row['cpu_clock_source']}) x {row['fp32_flops_per_cycle']} FLOPs/cycle, "
+                    f"{row['cpu_model']}"
+                )
+            if row.get("theoretical_peak_note"):
+                text += f" ({row['theoretical_peak_note']})"
+            lines.append(text)
     return "\n".join(lines)
 
 
@@ -129,7 +173,7 @@ def fused_lines(by_name: dict[str, list[dict]]) -> str:
 
 
 def tables(paths: Iterable[str]) -> str:
-    """The ratio table, the per-row table and the fused speed-ups, as markdown."""
+    """The ratio table, the per-row table, the peaks and the fused speed-ups, as markdown."""
     paths = list(paths)
     by_name = load_rows(paths)
     if not by_name:
@@ -140,6 +184,12 @@ def tables(paths: Iterable[str]) -> str:
         ratio_table(by_name),
         row_table(by_name),
     ]
+    peaks = peak_lines(by_name)
+    if peaks:
+        parts.append(
+            "Peaks (of peak: the best measured matmul or the published figure; "
+            "of theoretical: cores x clock x FLOPs per cycle):\n\n" + peaks
+        )
     fused = fused_lines(by_name)
     if fused:
         parts.append("Fused speed-up over single steps:\n\n" + fused)

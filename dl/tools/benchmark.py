@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jex
 
@@ -232,43 +231,3 @@ def time_steps(
             )
             state[name][1] = args
     return {name: s[2] for name, s in state.items()}
-
-
-def matmul_peak_flops(n: int = 2048, dtype=np.float32, repeats: int = 20) -> float:
-    """Measured matmul throughput of the default device in `dtype`, in FLOP/s.
-
-    The CPU's peak is taken as the best of `repeats` n x n matmuls, measured in
-    the same process as the benchmark.
-    """
-    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
-    f = jax.jit(lambda x: x @ x)
-    jax.block_until_ready(f(a))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(a))
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n**3 / best
-
-
-# Published dense peaks in FLOP/s by device kind (as jax reports it) and
-# compute dtype, from the vendors' data sheets. float32 matmuls on these GPUs
-# run on the tensor cores as TF32 under JAX's default precision, so their
-# float32 figure is the TF32 peak; float16 runs at the bfloat16 rate on the
-# tensor cores of Ampere, Ada and Hopper. The V100 has no bfloat16 tensor
-# cores.
-PUBLISHED_PEAKS = {
-    "NVIDIA H100 80GB HBM3": {"float32": 494.7e12, "bfloat16": 989.4e12, "float16": 989.4e12},
-    "NVIDIA H100 PCIe": {"float32": 378.0e12, "bfloat16": 756.0e12, "float16": 756.0e12},
-    "NVIDIA H200": {"float32": 494.7e12, "bfloat16": 989.4e12, "float16": 989.4e12},
-    "NVIDIA A100-SXM4-80GB": {"float32": 156.0e12, "bfloat16": 312.0e12, "float16": 312.0e12},
-    "NVIDIA A100-SXM4-40GB": {"float32": 156.0e12, "bfloat16": 312.0e12, "float16": 312.0e12},
-    "NVIDIA A100-PCIE-40GB": {"float32": 156.0e12, "bfloat16": 312.0e12, "float16": 312.0e12},
-    "NVIDIA L4": {"float32": 60.0e12, "bfloat16": 121.0e12, "float16": 121.0e12},
-    "Tesla V100-SXM2-16GB": {"float32": 15.7e12, "bfloat16": 15.7e12, "float16": 125.0e12},
-}
-
-
-def published_peak_flops(device_kind: str, dtype: str = "float32") -> float | None:
-    """The published peak of a device for a compute dtype, or None if not listed."""
-    return PUBLISHED_PEAKS.get(device_kind, {}).get(dtype)
