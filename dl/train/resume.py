@@ -20,6 +20,8 @@ RESUMABLE_CHANGES = frozenset(
         "init_from.workdir",
         "init_from.checkpoint",
         "init_from.exclude",
+        # Recomputing blocks in the backward pass changes memory, not the variables.
+        "model.remat",
         # The devices a run is spread over: a checkpoint restores into any mesh.
         "mesh.data",
         "mesh.fsdp",

@@ -60,4 +60,5 @@ def get_config():
     c.eval_every_steps = 100
     c.checkpoint_every_steps = 400
     c.best_metric = "loss"
+    c.model.remat = "off"  # or a jax.checkpoint_policies name: blocks recomputed in backward
     return c

@@ -24,4 +24,5 @@ def get_config():
     c = gcn_karate.get_config()
     c.name = "gat_karate"
     c.model = dict(name="gat_node", hidden_sizes=(8,), num_heads=8, dropout_rate=0.5)
+    c.model.remat = "off"  # or a jax.checkpoint_policies name: blocks recomputed in backward
     return c

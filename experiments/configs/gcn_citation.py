@@ -22,4 +22,5 @@ def get_config():
     c.dataset.validation_fraction = 1 / 3
     del c.dataset["label_seed"]  # karate's draw of labelled members; the graph has its own seed
     c.best_metric = "accuracy"  # here validation and test papers differ
+    c.model.remat = "off"  # or a jax.checkpoint_policies name: blocks recomputed in backward
     return c

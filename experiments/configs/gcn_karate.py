@@ -39,4 +39,5 @@ def get_config():
     c.eval_every_steps = 50
     c.checkpoint_every_steps = 200
     c.best_metric = ""
+    c.model.remat = "off"  # or a jax.checkpoint_policies name: blocks recomputed in backward
     return c

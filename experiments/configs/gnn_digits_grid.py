@@ -41,4 +41,5 @@ def get_config():
     c.log_every_steps = 250
     c.eval_every_steps = 500
     c.checkpoint_every_steps = 1000
+    c.model.remat = "off"  # or a jax.checkpoint_policies name: blocks recomputed in backward
     return c

@@ -44,4 +44,5 @@ def get_config():
     c.log_every_steps = 100
     c.eval_every_steps = 250
     c.checkpoint_every_steps = 500
+    c.model.remat = "off"  # or a jax.checkpoint_policies name: blocks recomputed in backward
     return c

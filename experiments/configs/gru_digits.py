@@ -16,4 +16,5 @@ def get_config():
     c = lstm_digits.get_config()
     c.name = "gru_digits"
     c.model.cell = "gru"
+    c.model.remat = "off"  # or a jax.checkpoint_policies name: blocks recomputed in backward
     return c

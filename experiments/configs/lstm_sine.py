@@ -46,4 +46,5 @@ def get_config():
     c.eval_every_steps = 500
     c.checkpoint_every_steps = 1000
     c.best_metric = "mse"
+    c.model.remat = "off"  # or a jax.checkpoint_policies name: blocks recomputed in backward
     return c

@@ -32,4 +32,5 @@ def get_config():
     c.log_every_steps = 2
     c.eval_every_steps = 4
     c.checkpoint_every_steps = 4
+    c.model.remat = "off"  # or a jax.checkpoint_policies name: blocks recomputed in backward
     return c

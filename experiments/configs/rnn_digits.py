@@ -17,4 +17,5 @@ def get_config():
     c = lstm_digits.get_config()
     c.name = "rnn_digits"
     c.model.cell = "rnn"
+    c.model.remat = "off"  # or a jax.checkpoint_policies name: blocks recomputed in backward
     return c

@@ -54,4 +54,5 @@ def get_config():
     c.eval_every_steps = 250
     c.checkpoint_every_steps = 500
     c.best_metric = "exact_match"
+    c.model.remat = "off"  # or a jax.checkpoint_policies name: blocks recomputed in backward
     return c

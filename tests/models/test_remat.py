@@ -173,3 +173,27 @@ def test_a_rematerialized_seq2seq_gives_the_same_loss_and_gradients():
     fields = dict(src_vocab_size=12, tgt_vocab_size=10, embed_dim=6, hidden_size=8,
                   num_layers=2, attention=True, cell="lstm")  # fmt: skip
     _same_values_and_gradients(Seq2Seq(**fields), Seq2Seq(**fields, remat="full"), (src, tgt_in))
+
+
+@pytest.mark.slow
+def test_remat_is_a_flag_of_the_shipped_configs_and_a_resumable_change(tmp_path):
+    """`--config.model.remat=full` on a shipped config; a run resumed with it ends as
+    the run without it (the same variables, the same arithmetic, within 1e-6)."""
+    import io
+
+    from conftest import load_config
+    from dl.train import Checkpoints, build, train
+
+    c = load_config("rnn_digits")
+    c.model.hidden_size, c.num_train_steps, c.schedule.name = 16, 20, "constant"
+    c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 10
+    train(c, str(tmp_path / "plain"), stream=io.StringIO())
+    c.num_train_steps = 10
+    train(c, str(tmp_path / "switched"), stream=io.StringIO())
+    c.num_train_steps, c.model.remat = 20, "full"
+    train(c, str(tmp_path / "switched"), stream=io.StringIO())  # no config-change refusal
+    abstract = build(c).abstract_state()
+    a = Checkpoints(str(tmp_path / "plain"), read_only=True).restore(abstract)
+    b = Checkpoints(str(tmp_path / "switched"), read_only=True).restore(abstract)
+    assert a[2] == b[2] == 20
+    _assert_close(b[0].params, a[0].params)
