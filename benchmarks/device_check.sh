@@ -12,8 +12,15 @@
 #   env.txt      devices, driver and package versions
 #   train.log    the default experiment trained and evaluated on the accelerator
 #   tests.log    the model and fast-path tests on the accelerator
+#   options.log  the training options on the accelerator: gradient accumulation
+#                with EMA (evaluated with --weights=ema), float16 with loss
+#                scaling, remat, and the data x fsdp mesh where there are
+#                several devices
+#   resnet50.jsonl  the first row to take: ResNet-50, bfloat16, batch 256,
+#                224x224, synthetic data on the device (images/s, MFU, the
+#                step's temporary memory with and without remat)
 #   bench.jsonl  the benchmark suite's rows (fraction of the published peak);
-#                SUITE=row,row limits them
+#                SUITE=row,row limits them (default: the headline rows)
 #   bench.log    the benchmark's output
 # Each phase has its own time limit (570 s in all, inside one 600 s device call);
 # a failing phase is logged and the next runs.
@@ -67,16 +74,39 @@ EOF
   cat "$OUT/env.txt"
   local run_dir
   run_dir=$(mktemp -d)
-  phase train 90 train.log bash -c "
+  phase train 60 train.log bash -c "
     '$PY' -m experiments.train --config=experiments/configs/mlp_digits.py --workdir='$run_dir' &&
     '$PY' -m experiments.evaluate --workdir='$run_dir' --split=test"
   # Four test processes share the GPU: none may take most of its memory up front.
-  XLA_PYTHON_CLIENT_PREALLOCATE=false phase tests 180 tests.log "$PY" -m pytest -q -x \
+  XLA_PYTHON_CLIENT_PREALLOCATE=false phase tests 150 tests.log "$PY" -m pytest -q -x \
     -p no:cacheprovider -n 4 tests/models tests/test_fast_paths.py
-  phase bench 300 bench.log "$PY" -m experiments.benchmark --suite="${SUITE:-all}" \
+  local digits="--config=experiments/configs/mlp_digits.py --config.num_train_steps=300"
+  local devices
+  devices=$("$PY" -c "import jax; print(jax.device_count())" 2>/dev/null || echo 1)
+  phase options 90 options.log bash -c "set -e
+    '$PY' -m experiments.train $digits --workdir='$run_dir/accum_ema' \
+      --config.grad_accum_steps=4 --config.ema.decay=0.99
+    '$PY' -m experiments.evaluate --workdir='$run_dir/accum_ema' --weights=ema --split=test
+    '$PY' -m experiments.train $digits --workdir='$run_dir/float16' --config.dtype=float16
+    '$PY' -m experiments.train --config=experiments/configs/resnet20_digits.py \
+      --config.num_train_steps=20 --config.model.remat=full --workdir='$run_dir/remat'
+    if [ '$devices' -gt 1 ]; then
+      '$PY' -m experiments.train $digits --workdir='$run_dir/fsdp' --config.mesh.fsdp='$devices'
+    fi"
+  local resnet50="--config=experiments/configs/resnet50.py --config.dtype=bfloat16"
+  resnet50+=" --config.batch_size=256 --config.eval_batch_size=256 --config.dataset.num_samples=384"
+  phase resnet50 120 resnet50.log bash -c "
+    '$PY' -m experiments.benchmark $resnet50 --output='$OUT/resnet50.jsonl'
+    '$PY' -m experiments.benchmark $resnet50 --config.model.remat=dots_saveable \
+      --output='$OUT/resnet50.jsonl'"
+  local headline=mlp_784_512_512_10_batch1024,resnet20_digits,lstm_len32_hidden128_batch64
+  phase bench 150 bench.log "$PY" -m experiments.benchmark --suite="${SUITE:-$headline}" \
     --references=plain_jax,single_steps --output="$OUT/bench.jsonl"
   tail -n 3 "$OUT/train.log" "$OUT/tests.log"
-  [ -f "$OUT/bench.jsonl" ] && cut -c1-300 "$OUT/bench.jsonl"
+  tail -n 3 "$OUT/options.log"
+  for rows in "$OUT/resnet50.jsonl" "$OUT/bench.jsonl"; do
+    [ -f "$rows" ] && cut -c1-300 "$rows"
+  done
 }
 
 case "${1:-}" in
