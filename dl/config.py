@@ -52,8 +52,8 @@ def base_config() -> ml_collections.ConfigDict:
       schedule, grad_clip_norm, batch_size, grad_accum_steps, eval_batch_size,
       num_train_steps, steps_per_call, log_every_steps, eval_every_steps,
       checkpoint_every_steps, keep_checkpoints, best_metric, target_metric,
-      target_value, early_stopping, nonfinite, augment, init_from, freeze, ema
-      and mesh.
+      target_value, early_stopping, nonfinite, augment, init_from, freeze, ema,
+      mesh and loss_scale.
     """
     c = ml_collections.ConfigDict()
     c.name = ""
@@ -106,6 +106,11 @@ def base_config() -> ml_collections.ConfigDict:
     # the fsdp devices of each data group (dl/train/sharding.py). data=0: all the
     # devices fsdp leaves. The default, fsdp=1, is plain data parallelism.
     c.mesh = ml_collections.ConfigDict(dict(data=0, fsdp=1))
+    # float16 runs: the loss times `initial` before differentiation; an overflow skips
+    # the update and divides the scale by `factor`, growth_interval good steps multiply it.
+    c.loss_scale = ml_collections.ConfigDict(
+        dict(initial=2.0**15, growth_interval=2000, factor=2.0)
+    )
     return c
 
 

@@ -129,7 +129,8 @@ class GraphClassifier(nn.Module):
       activation: non-linearity after each graph layer.
       num_outputs: width of the output.
       dropout_rate: dropout on node features after each graph layer, in training only.
-      dtype: compute dtype; parameters stay float32.      remat: "off", or a policy of `dl.models.remat.POLICIES`: each hidden graph
+      dtype: compute dtype; parameters stay float32.
+      remat: "off", or a policy of `dl.models.remat.POLICIES`: each hidden graph
         layer (and its activation) is recomputed in the backward pass.
     """
 
@@ -170,7 +171,8 @@ class NodeClassifier(nn.Module):
       activation: non-linearity after each hidden layer.
       num_outputs: width of the per-node output.
       dropout_rate: dropout on node features after each hidden layer, in training only.
-      dtype: compute dtype; parameters stay float32.      remat: "off", or a policy of `dl.models.remat.POLICIES`: each hidden graph
+      dtype: compute dtype; parameters stay float32.
+      remat: "off", or a policy of `dl.models.remat.POLICIES`: each hidden graph
         layer (and its activation) is recomputed in the backward pass.
     """
 

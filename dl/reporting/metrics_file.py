@@ -31,6 +31,8 @@ RUN_FIELDS = frozenset(
         "steps_per_second",
         "epoch",
         "skipped_steps",
+        "loss_scale",
+        "overflow_steps",
         "param_norm",
         "host_rss_mb",
         "compilations",

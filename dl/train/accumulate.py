@@ -31,7 +31,7 @@ def _microbatches(tree, k: int):
     return {name: split(name, a) for name, a in tree.items()}
 
 
-def accumulated(state: TrainState, batch, mask, rng, *, model, task, k: int):
+def accumulated(state: TrainState, batch, mask, rng, *, model, task, k: int, scale=1.0):
     """Loss, gradient, metric sums and model state of a batch run as k microbatches.
 
     The loss is the whole batch's masked mean: the microbatches' gradients of
@@ -39,7 +39,9 @@ def accumulated(state: TrainState, batch, mask, rng, *, model, task, k: int):
     task's denominators, which depend on the data alone). Mutable collections
     (batch-norm statistics) go through the microbatches in order, as k
     steps of the model would update them; dropout draws with key
-    fold_in(step key, 2 + i) in microbatch i.
+    fold_in(step key, 2 + i) in microbatch i. `scale` multiplies the loss
+    that is differentiated (the loss scale of float16 runs): the gradients
+    returned are then those of the scaled loss.
     """
     mutable = list(state.model_state)
 
@@ -57,11 +59,13 @@ def accumulated(state: TrainState, batch, mask, rng, *, model, task, k: int):
             )
             outputs, new_model_state = out if mutable else (out, model_state)
             num, den = task.loss(outputs, micro)
-            return jnp.sum(num * micro_mask), (jnp.sum(den * micro_mask), outputs, new_model_state)
+            num = jnp.sum(num * micro_mask)
+            # Differentiated times the loss scale (1 but in float16 runs).
+            return num * scale, (num, jnp.sum(den * micro_mask), outputs, new_model_state)
 
-        (num, (den, outputs, new_model_state)), grads = jax.value_and_grad(loss_sum, has_aux=True)(
-            state.params
-        )
+        (_, (num, den, outputs, new_model_state)), grads = jax.value_and_grad(
+            loss_sum, has_aux=True
+        )(state.params)
         sums = masked_sums(task.metrics(jax.lax.stop_gradient(outputs), micro), micro_mask)
         return new_model_state, (num, den, grads, sums)
 

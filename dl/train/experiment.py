@@ -22,6 +22,7 @@ from dl.errors import ConfigError
 from dl.imports import MARKER, import_path_of, record_name
 from dl.models import build_model, instance_fields
 from dl.tasks import Task, make_task
+from dl.train.loss_scale import LossScaling
 from dl.train.optim import check_optimizer_config, make_optimizer
 from dl.train.sharding import check_divisible, make_mesh, put_state, state_shardings
 from dl.train.state import TrainState
@@ -37,6 +38,11 @@ RUN_RANGES = {
         "grad_accum_steps": Range(1, integer=True),
     },
     "ema": {"decay": Range(0.0, 1.0, high_open=True)},
+    "loss_scale": {
+        "initial": Range(1.0, 2.0**24),
+        "growth_interval": Range(1, integer=True),
+        "factor": Range(1.0, low_open=True),
+    },
     # data=0: all the devices fsdp leaves; the product is checked against the devices
     # when the experiment is assembled (dl.train.sharding.mesh_shape).
     "mesh": {"data": Range(0, integer=True), "fsdp": Range(1, integer=True)},
@@ -201,6 +207,20 @@ def step_config(config) -> StepConfig:
         augment=make_augment(config.get("augment")),
         grad_accum_steps=int(config.get("grad_accum_steps", 1)),
         ema_decay=float(config.get("ema", {}).get("decay", 0.0)),
+        loss_scaling=_loss_scaling(config),
+    )
+
+
+def _loss_scaling(config) -> LossScaling | None:
+    """Dynamic loss scaling for a float16 run (the model's own `dtype`, else `dtype`)."""
+    dtype = config.get("model", {}).get("dtype", None) or config.get("dtype", "float32")
+    if str(dtype) != "float16":
+        return None
+    ls = config.get("loss_scale", {})
+    return LossScaling(
+        initial=float(ls.get("initial", 2.0**15)),
+        growth_interval=int(ls.get("growth_interval", 2000)),
+        factor=float(ls.get("factor", 2.0)),
     )
 
 

@@ -382,7 +382,14 @@ def _restore(exp: Experiment, ckpts: Checkpoints, config_dict: dict, workdir: st
         state = exp.init_state()
         if source:
             params, model_state = initial_weights(exp.config.init_from, state)
-            state = TrainState.create(params, model_state, exp.steps.tx, state.rng, exp.steps.ema)
+            state = TrainState.create(
+                params,
+                model_state,
+                exp.steps.tx,
+                state.rng,
+                exp.steps.ema,
+                loss_scale=exp.steps.loss_scale(),
+            )
         return exp.place(state), None
     if source:
         logging.info("resuming from %s's own checkpoints: init_from is not used", workdir)

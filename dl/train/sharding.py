@@ -11,8 +11,9 @@ and the gradients are all-reduced over "data", as plain data parallelism;
 with fsdp > 1 each device keeps 1/fsdp of the large leaves, and XLA picks
 the collectives that bring parameters and activations together (all-gathers
 of the parameters, or of the activations within an fsdp group) and the
-reductions that bring each gradient to its shard (BUILD_NOTES, "Meshes"). The same config runs unchanged on one device or many, in one
-process or several (`jax.distributed`).
+reductions that bring each gradient to its shard (BUILD_NOTES, "Meshes").
+The same config runs unchanged on one device or many, in one process or
+several (`jax.distributed`).
 """
 
 from __future__ import annotations

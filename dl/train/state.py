@@ -32,6 +32,8 @@ class TrainState(flax.struct.PyTreeNode):
         then frozen at the last good step.
       ema_params: the exponential moving average of the parameters
         (`ema.decay` > 0), updated with every update taken; None otherwise.
+      loss_scale: the dynamic loss scale of a float16 run
+        (`dl.train.loss_scale.LossScale`); None otherwise.
     """
 
     step: jax.Array
@@ -42,6 +44,7 @@ class TrainState(flax.struct.PyTreeNode):
     skipped: jax.Array
     halted: jax.Array
     ema_params: Any = None
+    loss_scale: Any = None
 
     @classmethod
     def create(
@@ -51,6 +54,7 @@ class TrainState(flax.struct.PyTreeNode):
         tx: optax.GradientTransformation,
         rng: jax.Array,
         ema: bool = False,
+        loss_scale=None,
     ) -> TrainState:
         """A state at step 0 with a fresh optimizer state for `params`.
 
@@ -60,6 +64,7 @@ class TrainState(flax.struct.PyTreeNode):
           tx: the optimizer.
           rng: the run's base key.
           ema: keep a moving average of the parameters, starting at `params`.
+          loss_scale: the initial LossScale of a float16 run, or None.
 
         Returns:
           The TrainState.
@@ -78,6 +83,7 @@ class TrainState(flax.struct.PyTreeNode):
             skipped=jnp.zeros((), jnp.int32),
             halted=jnp.zeros((), jnp.int32),
             ema_params=jax.tree_util.tree_map(jnp.array, params) if ema else None,
+            loss_scale=loss_scale,
         )
 
     def with_ema_weights(self) -> TrainState:
@@ -91,8 +97,11 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def restart(state: TrainState, tx: optax.GradientTransformation) -> TrainState:
-    """The parameters, model state and key of `state` at step 0, with a fresh optimizer state."""
-    return TrainState.create(state.params, state.model_state, tx, state.rng)
+    """The parameters, model state, key and loss scale of `state` at step 0, with a fresh
+    optimizer state."""
+    return TrainState.create(
+        state.params, state.model_state, tx, state.rng, loss_scale=state.loss_scale
+    )
 
 
 def param_count(params) -> int:

@@ -20,6 +20,8 @@ import optax
 
 from dl.errors import ConfigError
 from dl.train.accumulate import accumulated, masked_sums
+from dl.train.loss_scale import LossScale, LossScaling, unscale
+from dl.train.loss_scale import all_finite as grads_finite
 from dl.train.sharding import constrain_state, shard_batch
 from dl.train.state import TrainState
 
@@ -75,6 +77,10 @@ class StepConfig:
         applies one update with the gradient of the whole batch's loss.
       ema_decay: d > 0 keeps ema = d * ema + (1 - d) * params after every
         update taken (the state's `ema_params`).
+      loss_scaling: dynamic loss scaling (float16 runs), or None: the state's
+        `loss_scale` multiplies the loss before differentiation; a step whose
+        scaled gradients overflow takes no update, lowers the scale and is
+        not a non-finite failure.
     """
 
     nonfinite_policy: str = "stop"
@@ -82,6 +88,7 @@ class StepConfig:
     augment: Callable | None = None
     grad_accum_steps: int = 1
     ema_decay: float = 0.0
+    loss_scaling: LossScaling | None = None
 
 
 def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: StepConfig):
@@ -108,10 +115,12 @@ def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: Step
     if mask is None:
         mask = jnp.ones(batch["y"].shape[:1], jnp.float32)
     mutable = list(state.model_state)
+    scale = 1.0 if state.loss_scale is None else state.loss_scale.scale
     if cfg.grad_accum_steps > 1:
         loss, grads, sums, new_model_state = accumulated(
-            state, batch, mask, rng, model=model, task=task, k=cfg.grad_accum_steps
+            state, batch, mask, rng, model=model, task=task, k=cfg.grad_accum_steps, scale=scale
         )
+        grads = unscale(grads, state.loss_scale)
         return _finish_step(state, loss, grads, sums, new_model_state, tx, schedule, cfg)
 
     def loss_fn(params):
@@ -125,11 +134,12 @@ def train_step(state: TrainState, batch, *, model, task, tx, schedule, cfg: Step
         )
         outputs, new_model_state = out if mutable else (out, state.model_state)
         loss = masked_mean(task.loss(outputs, batch), mask)
-        return loss, (outputs, new_model_state)
+        return loss * scale, (loss, outputs, new_model_state)
 
-    (loss, (outputs, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    (_, (loss, outputs, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params
     )
+    grads = unscale(grads, state.loss_scale)
     sums = masked_sums(task.metrics(jax.lax.stop_gradient(outputs), batch), mask)
     return _finish_step(state, loss, grads, sums, new_model_state, tx, schedule, cfg)
 
@@ -138,7 +148,12 @@ def _finish_step(state, loss, grads, sums, new_model_state, tx, schedule, cfg: S
     """The guarded update and the step's metrics, from its loss and gradient."""
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    new_state = _guarded_update(state, grads, new_model_state, finite, tx, cfg)
+    overflow = None
+    if state.loss_scale is not None:
+        # A finite loss with non-finite scaled gradients: the scale was too large.
+        overflow = jnp.isfinite(loss) & ~grads_finite(grads)
+        finite = jnp.isfinite(loss) & (jnp.isfinite(grad_norm) | overflow)
+    new_state = _guarded_update(state, grads, new_model_state, finite, tx, cfg, overflow)
     running = state.halted == 0
     metrics = {
         "step": state.step,
@@ -148,14 +163,20 @@ def _finish_step(state, loss, grads, sums, new_model_state, tx, schedule, cfg: S
         "finite": finite & running,
         "sums": sums,
     }
+    if overflow is not None:
+        metrics["overflow"] = overflow & running
+        metrics["loss_scale"] = new_state.loss_scale.scale  # after this step's adjustment
     return new_state, metrics
 
 
-def _guarded_update(state: TrainState, grads, new_model_state, finite, tx, cfg: StepConfig):
+def _guarded_update(
+    state: TrainState, grads, new_model_state, finite, tx, cfg: StepConfig, overflow=None
+):
     """The state after one step: updated if the step is finite and training runs, else kept.
 
     The non-finite policy decides when training halts (the state then stays
-    frozen at the last good step).
+    frozen at the last good step). A loss-scale overflow (`overflow`) counts
+    as finite for the policy, takes no update and lowers the scale.
     """
     skipped = jnp.where(finite, 0, state.skipped + 1)
     if cfg.nonfinite_policy == "stop":
@@ -180,7 +201,14 @@ def _guarded_update(state: TrainState, grads, new_model_state, finite, tx, cfg: 
     # costs nothing and a taken one no extra pass over parameters and
     # optimizer state.
     operands = (grads, state.opt_state, state.params, new_model_state, state.ema_params)
-    params, opt_state, model_state, ema = jax.lax.cond(finite & running, update, keep, operands)
+    apply = finite & running if overflow is None else finite & running & ~overflow
+    params, opt_state, model_state, ema = jax.lax.cond(apply, update, keep, operands)
+    loss_scale = state.loss_scale
+    if overflow is not None:
+        adjusted = cfg.loss_scaling.adjust(loss_scale, overflow)
+        loss_scale = jax.tree_util.tree_map(
+            lambda new, old: jnp.where(running & finite, new, old), adjusted, loss_scale
+        )
     return state.replace(
         step=jnp.where(running & ~halt_now, state.step + 1, state.step),
         params=params,
@@ -189,6 +217,7 @@ def _guarded_update(state: TrainState, grads, new_model_state, finite, tx, cfg: 
         skipped=jnp.where(running, skipped, state.skipped),
         halted=jnp.where(running & halt_now, 1, state.halted).astype(jnp.int32),
         ema_params=ema,
+        loss_scale=loss_scale,
     )
 
 
@@ -250,7 +279,7 @@ class Steps:
                 f"got {cfg.nonfinite_policy!r}"
             )
         self.model, self.task, self.tx, self.schedule = model, task, tx, schedule
-        self.mesh, self.ema = mesh, cfg.ema_decay > 0
+        self.mesh, self.ema, self.cfg = mesh, cfg.ema_decay > 0, cfg
         self.train_step = functools.partial(
             train_step, model=model, task=task, tx=tx, schedule=schedule, cfg=cfg
         )
@@ -287,7 +316,14 @@ class Steps:
             variables = init_from_data(variables, *self.task.inputs(train_data), seed=seed)
         variables = dict(variables)
         params = variables.pop("params")
-        return TrainState.create(params, variables, self.tx, run_rng, ema=self.ema)
+        return TrainState.create(
+            params, variables, self.tx, run_rng, ema=self.ema, loss_scale=self.loss_scale()
+        )
+
+    def loss_scale(self) -> LossScale | None:
+        """The initial loss scale of a float16 run; None otherwise."""
+        scaling = self.cfg.loss_scaling
+        return None if scaling is None else LossScale.create(scaling.initial)
 
     def _step(self, state, batch):
         """One training step whose new state keeps the mesh's state shardings (fsdp)."""

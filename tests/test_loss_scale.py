@@ -1,0 +1,128 @@
+"""float16 training with dynamic loss scaling (`dtype="float16"`, `loss_scale.*`)."""
+
+import io
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import assert_resume_is_exact, config_path, load_config, run_binary
+from dl.train import Checkpoints, build, train
+from dl.train.loss_scale import LossScale, LossScaling
+
+
+def _digits(steps):
+    c = load_config("mlp_digits")
+    c.num_train_steps, c.dtype = steps, "float16"
+    c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = min(steps, 500)
+    return c
+
+
+def _events(workdir):
+    with open(workdir / "metrics.jsonl") as f:
+        return [e for e in map(json.loads, f) if e["split"] == "train"]
+
+
+def test_the_scale_halves_on_overflow_and_doubles_after_the_interval():
+    scaling = LossScaling(initial=8.0, growth_interval=3, factor=2.0)
+    ls = LossScale.create(8.0)
+    ls = scaling.adjust(ls, jnp.array(True))
+    assert float(ls.scale) == 4.0 and int(ls.good_steps) == 0
+    for _ in range(2):
+        ls = scaling.adjust(ls, jnp.array(False))
+    assert float(ls.scale) == 4.0 and int(ls.good_steps) == 2
+    ls = scaling.adjust(ls, jnp.array(False))
+    assert float(ls.scale) == 8.0 and int(ls.good_steps) == 0
+    one = scaling.adjust(LossScale.create(1.0), jnp.array(True))
+    assert float(one.scale) == 1.0  # never below 1
+
+
+@pytest.mark.slow
+def test_float16_training_stays_as_close_to_float32_as_bfloat16_does(tmp_path):
+    c = load_config("mlp_digits")
+    c.num_train_steps = 1500
+    f32 = train(c, str(tmp_path / "f32"), stream=io.StringIO())
+    c.dtype = "float16"  # --config.dtype=float16
+    exp = build(c)
+    assert exp.model.dtype == jnp.float16
+    f16 = train(c, str(tmp_path / "f16"), stream=io.StringIO())
+    state = Checkpoints(str(tmp_path / "f16"), read_only=True).restore(exp.abstract_state())[0]
+    assert all(p.dtype == np.float32 for p in jax.tree_util.tree_leaves(state.params))
+    assert state.loss_scale is not None and float(state.loss_scale.scale) >= 1.0
+    # The tolerances tests/test_fast_paths.py gives bfloat16.
+    assert abs(f16["test"]["accuracy"] - f32["test"]["accuracy"]) <= 0.02
+    assert abs(f16["test"]["loss"] - f32["test"]["loss"]) <= 0.05
+
+
+def test_overflowing_steps_lower_the_scale_take_no_update_and_are_no_failure(tmp_path):
+    c = _digits(40)
+    c.loss_scale.initial = 2.0**24  # float16 overflows at 65504: the first steps overflow
+    c.loss_scale.growth_interval = 10
+    c.nonfinite.policy = "stop"
+    c.log_every_steps = 10
+    start = build(c).init_state()
+    summary = train(c, str(tmp_path), stream=io.StringIO())
+    assert summary["step"] == 40 and "stopped" not in summary
+    state = Checkpoints(str(tmp_path), read_only=True).restore(build(c).abstract_state())[0]
+    assert int(state.halted) == 0 and int(state.skipped) == 0
+    events = _events(tmp_path)
+    overflows = events[0]["overflow_steps"]
+    assert overflows >= 1 and events[0]["loss_scale"] <= 2.0**24 / 2**overflows
+    assert np.isfinite(events[0]["grad_norm"])
+    assert events[-1]["loss"] < events[0]["loss"]  # then it trains
+    # Each overflow halved the scale and each run of 10 good steps doubled it.
+    good = 40 - sum(e.get("overflow_steps", 0) for e in events)
+    assert float(state.loss_scale.scale) <= 2.0**24 / 2**overflows * 2 ** (good // 10)
+    # No update on an overflowing step: one overflowing step leaves the parameters.
+    c.num_train_steps = c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 1
+    train(c, str(tmp_path / "one"), stream=io.StringIO())
+    one = Checkpoints(str(tmp_path / "one"), read_only=True).restore(build(c).abstract_state())[0]
+    assert int(one.step) == 1 and float(one.loss_scale.scale) == 2.0**23
+    leaves = jax.tree_util.tree_leaves
+    for a, b in zip(leaves(one.params), leaves(start.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_non_finite_loss_still_stops_a_float16_run(tmp_path):
+    c = _digits(20)
+    c.optimizer.learning_rate = 1e12
+    proc = run_binary(
+        "experiments.train",
+        f"--config={config_path('mlp_digits')}",
+        f"--workdir={tmp_path}",
+        "--config.dtype=float16",
+        "--config.optimizer.learning_rate=1e12",
+        "--config.num_train_steps=50",
+        "--config.log_every_steps=10",
+    )
+    assert proc.returncode == 3, proc.stderr  # EXIT_NONFINITE
+
+
+def test_a_float16_run_resumes_exactly_with_its_scale(tmp_path):
+    c = _digits(30)
+    c.schedule.name = "constant"
+    c.loss_scale.growth_interval = 4  # the scale changes across the resume
+    c.loss_scale.initial = 2.0**20
+    c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 10
+    assert_resume_is_exact(c, tmp_path, stop=10)
+
+
+@pytest.mark.parametrize(
+    "flag,message",
+    [
+        ("--config.loss_scale.initial=0.5", "loss_scale.initial"),
+        ("--config.loss_scale.growth_interval=0", "loss_scale.growth_interval"),
+        ("--config.loss_scale.factor=1.0", "loss_scale.factor"),
+    ],
+)
+def test_bad_loss_scale_fields_exit_2_naming_them(tmp_path, flag, message):
+    proc = run_binary(
+        "experiments.train",
+        f"--config={config_path('mlp_digits')}",
+        f"--workdir={tmp_path}",
+        "--config.dtype=float16",
+        flag,
+    )
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
