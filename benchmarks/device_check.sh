@@ -18,7 +18,9 @@
 #                several devices
 #   resnet50.jsonl  the first row to take: ResNet-50, bfloat16, batch 256,
 #                224x224, synthetic data on the device (images/s, MFU, the
-#                step's temporary memory with and without remat)
+#                step's temporary memory with and without remat), beside
+#                PyTorch's (benchmarks/torch_resnet50.py: torch.compile,
+#                channels-last, bfloat16 autocast) where torch is installed
 #   bench.jsonl  the benchmark suite's rows (fraction of the published peak);
 #                SUITE=row,row limits them (default: the headline rows)
 #   bench.log    the benchmark's output
@@ -95,12 +97,14 @@ EOF
     fi"
   local resnet50="--config=experiments/configs/resnet50.py --config.dtype=bfloat16"
   resnet50+=" --config.batch_size=256 --config.eval_batch_size=256 --config.dataset.num_samples=384"
-  phase resnet50 120 resnet50.log bash -c "
+  phase resnet50 150 resnet50.log bash -c "
     '$PY' -m experiments.benchmark $resnet50 --output='$OUT/resnet50.jsonl'
     '$PY' -m experiments.benchmark $resnet50 --config.model.remat=dots_saveable \
-      --output='$OUT/resnet50.jsonl'"
+      --output='$OUT/resnet50.jsonl'
+    '$PY' -m benchmarks.torch_resnet50 --batch=256 --output='$OUT/resnet50.jsonl' ||
+      echo 'PyTorch reference skipped (torch and torchvision needed)'"
   local headline=mlp_784_512_512_10_batch1024,resnet20_digits,lstm_len32_hidden128_batch64
-  phase bench 150 bench.log "$PY" -m experiments.benchmark --suite="${SUITE:-$headline}" \
+  phase bench 120 bench.log "$PY" -m experiments.benchmark --suite="${SUITE:-$headline}" \
     --references=plain_jax,single_steps --output="$OUT/bench.jsonl"
   tail -n 3 "$OUT/train.log" "$OUT/tests.log"
   tail -n 3 "$OUT/options.log"
