@@ -67,6 +67,10 @@ FIELDS = [
     "augment.crop_padding",
     "mesh.data",
     "mesh.fsdp",
+    "dtype",
+    "loss_scale.initial",
+    "loss_scale.growth_interval",
+    "loss_scale.factor",
     "modle.name",
     "optimizer.lr",
     "model.hiden_sizes",
@@ -102,6 +106,8 @@ VALUES = st.one_of(
             "regression",
             "skip",
             "global",
+            "float16",
+            "bfloat16",
         ]
     ),
     st.text(string.printable, max_size=12),
@@ -264,6 +270,9 @@ def test_every_model_field_with_a_range_refuses_values_outside_it():
         ("mlp_xor", "mesh.data=-1", "mesh.data must be an integer >= 0, got -1"),
         ("mlp_xor", "mesh.fsdp=7", "mesh.data x mesh.fsdp must be the device count"),
         ("mlp_xor", "mesh.data=7", "got mesh.data=7, mesh.fsdp=1 (7 x 1 = 7)"),
+        ("mlp_xor", "loss_scale.initial=0.5", "loss_scale.initial must be a finite number in [1"),
+        ("mlp_xor", "loss_scale.growth_interval=0", "loss_scale.growth_interval must be an int"),
+        ("mlp_xor", "loss_scale.factor=1.0", "loss_scale.factor must be a finite number > 1, got"),
         ("mlp_digits", "dataset.validation_fraction=0.5", None),  # builds
     ],
 )

@@ -1,16 +1,20 @@
 """float16 training with dynamic loss scaling (`dtype="float16"`, `loss_scale.*`)."""
 
+import functools
 import io
 import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from conftest import assert_resume_is_exact, config_path, load_config, run_binary
-from dl.train import Checkpoints, build, train
+from dl.models.mlp import MLP
+from dl.train import Checkpoints, StepConfig, TrainState, build, train
 from dl.train.loss_scale import LossScale, LossScaling
+from dl.train.step import _finish_step
 
 
 def _digits(steps):
@@ -37,6 +41,46 @@ def test_the_scale_halves_on_overflow_and_doubles_after_the_interval():
     assert float(ls.scale) == 8.0 and int(ls.good_steps) == 0
     one = scaling.adjust(LossScale.create(1.0), jnp.array(True))
     assert float(one.scale) == 1.0  # never below 1
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_an_overflow_is_no_failure_but_a_non_finite_gradient_at_scale_1_is(policy):
+    """Above the floor a finite loss with an inf gradient lowers the scale; at 1 the
+    gradient itself is non-finite and goes to the non-finite guard."""
+    cfg = StepConfig(nonfinite_policy=policy, loss_scaling=LossScaling(growth_interval=5))
+    tx = optax.sgd(0.1)
+    params = {"w": jnp.ones(3)}
+    inf = {"w": jnp.array([1.0, jnp.inf, 0.0])}
+
+    def one(scale):
+        state = TrainState.create(params, {}, tx, jax.random.PRNGKey(0))
+        state = state.replace(loss_scale=LossScale.create(scale))
+        finish = functools.partial(_finish_step, tx=tx, schedule=lambda s: 0.1, cfg=cfg)
+        return finish(state, jnp.float32(0.5), inf, {}, {})
+
+    state, metrics = one(4.0)
+    assert bool(metrics["finite"]) and bool(metrics["overflow"])
+    assert float(metrics["loss_scale"]) == 2.0 and float(state.loss_scale.scale) == 2.0
+    assert int(state.step) == 1 and int(state.skipped) == 0 and int(state.halted) == 0
+    np.testing.assert_array_equal(np.asarray(state.params["w"]), np.ones(3))
+    state, metrics = one(1.0)
+    assert not bool(metrics["finite"]) and not bool(metrics["overflow"])
+    assert float(state.loss_scale.scale) == 1.0 and int(state.skipped) == 1
+    assert int(state.halted) == (policy == "stop")
+    np.testing.assert_array_equal(np.asarray(state.params["w"]), np.ones(3))
+
+
+def test_the_run_is_float16_when_the_model_built_computes_in_float16():
+    c = load_config("mlp_xor")
+    assert build(c).steps.cfg.loss_scaling is None
+    assert build(c).init_state().loss_scale is None
+    c.model.dtype = "float16"  # the model's own field
+    assert build(c).steps.cfg.loss_scaling == LossScaling()
+    del c.model["dtype"]
+    instance = MLP(hidden_sizes=(4,), num_outputs=1, dtype=jnp.float16)
+    exp = build(c, model=instance)  # an instance handed in: its own dtype
+    assert exp.steps.cfg.loss_scaling is not None
+    assert float(exp.init_state().loss_scale.scale) == 2.0**15
 
 
 @pytest.mark.slow
@@ -86,8 +130,6 @@ def test_overflowing_steps_lower_the_scale_take_no_update_and_are_no_failure(tmp
 
 
 def test_a_non_finite_loss_still_stops_a_float16_run(tmp_path):
-    c = _digits(20)
-    c.optimizer.learning_rate = 1e12
     proc = run_binary(
         "experiments.train",
         f"--config={config_path('mlp_digits')}",

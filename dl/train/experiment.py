@@ -12,6 +12,7 @@ import dataclasses
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from dl.config import Range, check_ranges
@@ -198,8 +199,8 @@ def check_ema(config) -> None:
         )
 
 
-def step_config(config) -> StepConfig:
-    """The static choices of the training step that a config makes."""
+def step_config(config, model) -> StepConfig:
+    """The static choices of the training step that a config makes, for the model built."""
     nonfinite = config.get("nonfinite", {})
     return StepConfig(
         nonfinite_policy=nonfinite.get("policy", "stop"),
@@ -207,14 +208,23 @@ def step_config(config) -> StepConfig:
         augment=make_augment(config.get("augment")),
         grad_accum_steps=int(config.get("grad_accum_steps", 1)),
         ema_decay=float(config.get("ema", {}).get("decay", 0.0)),
-        loss_scaling=_loss_scaling(config),
+        loss_scaling=_loss_scaling(config, model),
     )
 
 
-def _loss_scaling(config) -> LossScaling | None:
-    """Dynamic loss scaling for a float16 run (the model's own `dtype`, else `dtype`)."""
-    dtype = config.get("model", {}).get("dtype", None) or config.get("dtype", "float32")
-    if str(dtype) != "float16":
+def _loss_scaling(config, model) -> LossScaling | None:
+    """Dynamic loss scaling for a float16 run, else None.
+
+    The run is float16 when the built model computes in float16: its own
+    `dtype` field, else the config's `dtype` (`build_model` resolves the
+    two), or the dtype of a Module instance handed in.
+    """
+    dtype = getattr(model, "dtype", None)
+    try:
+        float16 = dtype is not None and jnp.dtype(dtype) == jnp.float16
+    except TypeError:  # a model of one's own whose `dtype` is no dtype
+        float16 = False
+    if not float16:
         return None
     ls = config.get("loss_scale", {})
     return LossScaling(
@@ -284,7 +294,7 @@ def assemble(config, data: Dataset, *, model=None, task=None) -> Experiment:
     tx, schedule = make_optimizer(config)
     mesh = make_mesh(config.get("mesh", None))
     check_divisible(int(config.batch_size), mesh)
-    steps = Steps(model_, task_, tx, schedule, step_config(config), mesh)
+    steps = Steps(model_, task_, tx, schedule, step_config(config, model_), mesh)
     return Experiment(config, data, task_, model_, steps, mesh)
 
 

@@ -4,10 +4,13 @@ float16 has 5 exponent bits: gradients below about 6e-8 flush to zero. The
 step multiplies the loss by a scale before differentiating and divides the
 gradients by it in float32. A step whose scaled gradients overflow (a
 non-finite gradient while the loss itself is finite) takes no update and
-halves the scale; after `growth_interval` steps in a row without overflow the
-scale doubles. This is the scheme of PyTorch's GradScaler and of Keras'
-LossScaleOptimizer, written here in a few lines rather than taken from `jmp`,
-whose last release is from 2023. The scale lives in the train state, so it
+divides the scale by `factor`; after `growth_interval` steps in a row without
+overflow the scale is multiplied by it. At the floor scale 1 nothing is
+scaled, and a non-finite gradient is a non-finite step like any other (the
+non-finite guard's policy), so that a run cannot skip updates for ever. This
+is the scheme of PyTorch's GradScaler and of Keras' LossScaleOptimizer,
+written here in a few lines rather than taken from `jmp`, whose last release
+is from 2023. The scale lives in the train state, so it
 is checkpointed with it and a resumed run continues with the same scale.
 """
 

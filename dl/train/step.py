@@ -80,7 +80,8 @@ class StepConfig:
       loss_scaling: dynamic loss scaling (float16 runs), or None: the state's
         `loss_scale` multiplies the loss before differentiation; a step whose
         scaled gradients overflow takes no update, lowers the scale and is
-        not a non-finite failure.
+        not a non-finite failure; at the floor scale 1 a non-finite gradient
+        is one.
     """
 
     nonfinite_policy: str = "stop"
@@ -150,8 +151,10 @@ def _finish_step(state, loss, grads, sums, new_model_state, tx, schedule, cfg: S
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     overflow = None
     if state.loss_scale is not None:
-        # A finite loss with non-finite scaled gradients: the scale was too large.
-        overflow = jnp.isfinite(loss) & ~grads_finite(grads)
+        # A finite loss with non-finite scaled gradients: the scale was too large. At
+        # the floor scale (1) nothing was scaled: the gradient itself is non-finite,
+        # and the step goes to the non-finite guard.
+        overflow = jnp.isfinite(loss) & ~grads_finite(grads) & (state.loss_scale.scale > 1.0)
         finite = jnp.isfinite(loss) & (jnp.isfinite(grad_norm) | overflow)
     new_state = _guarded_update(state, grads, new_model_state, finite, tx, cfg, overflow)
     running = state.halted == 0
