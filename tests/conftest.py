@@ -263,6 +263,22 @@ def assert_resume_is_exact(config, tmp_path, stop: int):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+# A short digits run logging every step: the runs that compare device layouts.
+DEVICE_RUN_ARGS = [
+    "--config.num_train_steps=24",
+    "--config.log_every_steps=1",
+    "--config.eval_every_steps=12",
+    "--config.checkpoint_every_steps=12",
+    "--config.batch_size=64",
+    "--config.model.dropout_rate=0.0",
+]
+
+
+def devices_env(n: int) -> dict:
+    """The environment of a binary that sees n CPU devices."""
+    return {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
+
+
 def config_path(name: str) -> str:
     return os.path.join(ROOT, "experiments", "configs", f"{name}.py")
 

@@ -10,16 +10,16 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import config_path, load_config, run_binary, start_binary
+from conftest import (
+    DEVICE_RUN_ARGS,
+    config_path,
+    devices_env,
+    load_config,
+    run_binary,
+    start_binary,
+)
 
-ARGS = [
-    "--config.num_train_steps=24",
-    "--config.log_every_steps=1",
-    "--config.eval_every_steps=12",
-    "--config.checkpoint_every_steps=12",
-    "--config.batch_size=64",
-    "--config.model.dropout_rate=0.0",
-]
+ARGS = DEVICE_RUN_ARGS
 
 
 def free_port() -> int:
@@ -45,7 +45,7 @@ def start_processes(workdir, args, n=2):
             f"--coordinator_address=localhost:{port}",
             f"--num_processes={n}",
             f"--process_id={i}",
-            env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+            env=devices_env(2),
         )
         for i in range(n)
     ]

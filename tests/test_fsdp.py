@@ -7,25 +7,13 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import config_path, run_binary
+from conftest import DEVICE_RUN_ARGS, config_path, devices_env, run_binary
 from dl.errors import ConfigError
 from dl.train.sharding import MIN_SHARDED_SIZE, mesh_shape, param_spec
 
 # The schedule is constant so that a run resumed with more steps takes the same steps.
-ARGS = [
-    "--config.num_train_steps=24",
-    "--config.log_every_steps=1",
-    "--config.eval_every_steps=12",
-    "--config.checkpoint_every_steps=12",
-    "--config.batch_size=64",
-    "--config.model.dropout_rate=0.0",
-    "--config.schedule.name=constant",
-]
+ARGS = [*DEVICE_RUN_ARGS, "--config.schedule.name=constant"]
 SHARDED = ["--config.mesh.data=2", "--config.mesh.fsdp=4"]
-
-
-def devices_env(n: int) -> dict:
-    return {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
 
 
 def train(workdir, n: int, *args: str):

@@ -5,20 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import config_path, run_binary
+from conftest import DEVICE_RUN_ARGS, config_path, devices_env, run_binary
 
-ARGS = [
-    "--config.num_train_steps=24",
-    "--config.log_every_steps=1",
-    "--config.eval_every_steps=12",
-    "--config.checkpoint_every_steps=12",
-    "--config.batch_size=64",
-    "--config.model.dropout_rate=0.0",
-]
-
-
-def devices_env(n: int) -> dict:
-    return {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
+ARGS = DEVICE_RUN_ARGS
 
 
 def train_losses(workdir, n: int) -> list[float]:

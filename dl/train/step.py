@@ -21,7 +21,7 @@ import optax
 from dl.errors import ConfigError
 from dl.train.accumulate import accumulated, masked_sums
 from dl.train.loss_scale import LossScale, LossScaling, unscale
-from dl.train.loss_scale import all_finite as grads_finite
+from dl.train.loss_scale import all_finite as tree_all_finite
 from dl.train.sharding import constrain_state, shard_batch
 from dl.train.state import TrainState
 
@@ -154,7 +154,7 @@ def _finish_step(state, loss, grads, sums, new_model_state, tx, schedule, cfg: S
         # A finite loss with non-finite scaled gradients: the scale was too large. At
         # the floor scale (1) nothing was scaled: the gradient itself is non-finite,
         # and the step goes to the non-finite guard.
-        overflow = jnp.isfinite(loss) & ~grads_finite(grads) & (state.loss_scale.scale > 1.0)
+        overflow = jnp.isfinite(loss) & ~tree_all_finite(grads) & (state.loss_scale.scale > 1.0)
         finite = jnp.isfinite(loss) & (jnp.isfinite(grad_norm) | overflow)
     new_state = _guarded_update(state, grads, new_model_state, finite, tx, cfg, overflow)
     running = state.halted == 0
@@ -414,12 +414,5 @@ def finalize(sums) -> dict[str, float]:
     return {k: float(n) / float(d) if float(d) > 0 else float("nan") for k, (n, d) in sums.items()}
 
 
-@jax.jit
-def all_finite(tree) -> jax.Array:
-    """True if every floating leaf of a pytree is finite."""
-    leaves = [
-        jnp.all(jnp.isfinite(x))
-        for x in jax.tree_util.tree_leaves(tree)
-        if jnp.issubdtype(x.dtype, jnp.inexact)
-    ]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+# True if every floating leaf of a pytree is finite: the loop's check of a restored state.
+all_finite = jax.jit(tree_all_finite)
