@@ -362,6 +362,7 @@ def bench_config(name: str, config, row: Row | None, repeats: int, block: int, p
     out = {
         "name": name,
         "model": config.model.name,
+        "remat": str(config.model.get("remat", "off")),
         "device_kind": device.device_kind,
         "device_count": jax.device_count(),
         "parameters": param_count(state.params),
@@ -370,6 +371,7 @@ def bench_config(name: str, config, row: Row | None, repeats: int, block: int, p
         **timing.row(batch),
     }
     dtype = jnp.dtype(exp.model.dtype).name  # as build_model resolved it
+    out["dtype"] = dtype
     peak, theoretical, fields = peaks(dtype)
     out.update(fields)
     # The jaxpr's count is the whole step's, over every device. A CPU's peak is

@@ -180,6 +180,8 @@ def test_benchmark_prints_a_row_with_flops_and_compile_time():
         bf16_units = "avx512_bf16" in f.read()
     assert ("theoretical_peak_note" in row) == bf16_units
     assert row["parameters"] == 2 * 4 + 4 + 4 + 1
+    # What the row timed: the dtype the built model computes in and its remat policy.
+    assert row["dtype"] == "bfloat16" and row["remat"] == "off"
     for key in (
         "compile_seconds",
         "step_ms_median",
@@ -405,3 +407,61 @@ def test_benchmark_profile_names_the_costliest_ops(tmp_path):
     assert 0 < len(ops) <= 10
     times = [op["self_ms_per_step"] for op in ops]
     assert times == sorted(times, reverse=True) and times[0] > 0
+
+
+def test_resnet50_comparison_takes_mfu_from_one_flop_count(tmp_path):
+    from benchmarks.compare_resnet50 import compare
+
+    # torchvision's 4.09 GMAC forward per image, three passes, 2 FLOPs a MAC.
+    flops_per_image = 3 * 2 * 4.09e9
+    rows = [
+        {"peak_gflops": 989400.0},  # the benchmark's peak line: not a row
+        {
+            "model": "resnet50",
+            "remat": "off",
+            "device_kind": "NVIDIA H200",
+            "batch_size": 256,
+            "step_ms_median": 64.0,
+            "examples_per_second": 4000.0,
+            "temp_memory_mb": 20000.0,
+        },
+        {
+            "model": "resnet50",
+            "remat": "dots_saveable",
+            "device_kind": "NVIDIA H200",
+            "batch_size": 256,
+            "step_ms_median": 80.0,
+            "examples_per_second": 3200.0,
+        },
+        {
+            "row": "torch_resnet50_224_bf16",
+            "device": "NVIDIA H200",
+            "torch": "2.11.0",
+            "compiled": True,
+            "batch": 256,
+            "step_ms": 51.2,
+            "images_per_second": 5000.0,
+        },
+        {
+            "model": "resnet50",
+            "remat": "off",
+            "device_kind": "cpu",
+            "batch_size": 2,
+            "step_ms_median": 800.0,
+            "examples_per_second": 2.5,
+        },
+    ]
+    path = tmp_path / "resnet50.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "not json\n")
+    result = compare(str(path))
+    by_run = {(r["run"], r["device"]): r for r in result["rows"]}
+    h200_bf16 = 989.4e12  # NVIDIA's dense bfloat16 figure for the H200 (and H100 SXM)
+    assert by_run[("dl, remat=off", "NVIDIA H200")]["mfu"] == pytest.approx(
+        4000 * flops_per_image / h200_bf16
+    )
+    assert by_run[("PyTorch 2.11.0, compiled=True", "NVIDIA H200")]["mfu"] == pytest.approx(
+        5000 * flops_per_image / h200_bf16
+    )
+    assert by_run[("dl, remat=off", "cpu")]["mfu"] is None  # no published peak
+    # dl without remat against PyTorch on the same device only.
+    assert result["dl_images_per_second_over_torch"] == {"NVIDIA H200": 0.8}
