@@ -22,21 +22,24 @@
 #   options   gradient accumulation with EMA (evaluated with --weights=ema),
 #             float16 with loss scaling, remat, and the data x fsdp mesh where
 #             there are several devices
-#   tests     the model and fast-path tests
 #   bench     the benchmark suite's headline rows (fraction of the published peak)
+#   tests     the model and fast-path tests
 # Into $OUT (default /tmp/dl_device_check): env.txt (devices, driver, package
 # versions, each phase's exit status and time), resnet50.jsonl (dl's and
 # PyTorch's rows, and the comparison of the two), bench.jsonl, and a log per
 # phase. BATCH=... changes the ResNet-50 batch (e.g. BATCH=8 to try this script
 # on a CPU with JAX_PLATFORMS=cpu). JAX_PLATFORMS defaults to cuda so that a
-# missing GPU is an error, not a CPU run.
+# missing GPU is an error, not a CPU run. .whl/ is git-ignored: a copy of the
+# repository sent to the accelerator machine must take it along, and
+# `OUT=<the folder that comes back> benchmarks/device_check.sh run` leaves every
+# log and row there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 OUT="${OUT:-/tmp/dl_device_check}"
 BATCH="${BATCH:-256}"
 WHEELS=(ml_collections==1.1.0 jraph==0.0.6.dev0 tensorboardX==2.6.5)
-ALL=(resnet50 torch remat train options tests bench)
+ALL=(resnet50 torch remat train options bench tests)
 
 fetch() {
   mkdir -p .whl
@@ -141,5 +144,5 @@ run() {
 case "${1:-}" in
   fetch) fetch ;;
   run) shift; run "$@" ;;
-  *) sed -n '2,32p' "$0"; exit 2 ;;
+  *) sed -n '2,35p' "$0"; exit 2 ;;
 esac

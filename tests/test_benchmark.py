@@ -465,3 +465,23 @@ def test_resnet50_comparison_takes_mfu_from_one_flop_count(tmp_path):
     assert by_run[("dl, remat=off", "cpu")]["mfu"] is None  # no published peak
     # dl without remat against PyTorch on the same device only.
     assert result["dl_images_per_second_over_torch"] == {"NVIDIA H200": 0.8}
+
+
+def test_device_check_names_its_phases_and_refuses_an_unknown_one(tmp_path):
+    import subprocess
+
+    from pathlib import Path
+
+    script = str(Path(__file__).resolve().parents[1] / "benchmarks" / "device_check.sh")
+    assert subprocess.run(["bash", "-n", script]).returncode == 0
+    proc = subprocess.run(
+        ["bash", script, "run", "resnet50", "nosuch"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out")},
+    )
+    assert proc.returncode == 2
+    assert "unknown phase 'nosuch'" in proc.stderr
+    for phase in ("resnet50", "torch", "remat", "train", "options", "bench", "tests"):
+        assert phase in proc.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything ran
