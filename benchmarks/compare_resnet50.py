@@ -51,33 +51,40 @@ def compare(path: str) -> dict:
         "| run | device | batch | step ms | images/s | MFU (model FLOPs) | temp MB |",
         "|---|---|---|---|---|---|---|",
     ]
-    table = []
-    for r in ours:
-        ips = float(r["examples_per_second"])
-        table.append(
-            {
-                "run": f"dl, remat={r.get('remat', 'off')}",
-                "device": r["device_kind"],
-                "batch": r["batch_size"],
-                "step_ms": r["step_ms_median"],
-                "images_per_second": ips,
-                "mfu": mfu(ips, r["device_kind"]),
-                "temp_mb": r.get("temp_memory_mb"),
-            }
+
+    def entry(run, device, batch, step_ms, images_per_second, temp_mb=None):
+        ips = float(images_per_second)
+        return {
+            "run": run,
+            "device": device,
+            "batch": batch,
+            "step_ms": step_ms,
+            "images_per_second": ips,
+            "mfu": mfu(ips, device),
+            "temp_mb": temp_mb,
+        }
+
+    table = [
+        entry(
+            f"dl, remat={r.get('remat', 'off')}",
+            r["device_kind"],
+            r["batch_size"],
+            r["step_ms_median"],
+            r["examples_per_second"],
+            r.get("temp_memory_mb"),
         )
-    for r in theirs:
-        ips = float(r["images_per_second"])
-        table.append(
-            {
-                "run": f"PyTorch {r['torch']}, compiled={r['compiled']}",
-                "device": r["device"],
-                "batch": r["batch"],
-                "step_ms": r["step_ms"],
-                "images_per_second": ips,
-                "mfu": mfu(ips, r["device"]),
-                "temp_mb": None,
-            }
+        for r in ours
+    ]
+    table += [
+        entry(
+            f"PyTorch {r['torch']}, compiled={r['compiled']}",
+            r["device"],
+            r["batch"],
+            r["step_ms"],
+            r["images_per_second"],
         )
+        for r in theirs
+    ]
     for t in table:
         m = "-" if t["mfu"] is None else f"{100 * t['mfu']:.1f}%"
         temp = "-" if t["temp_mb"] is None else f"{t['temp_mb']:,.0f}"
