@@ -471,7 +471,6 @@ def test_resnet50_comparison_takes_mfu_from_one_flop_count(tmp_path):
 
 def test_device_check_names_its_phases_and_refuses_an_unknown_one(tmp_path):
     import subprocess
-
     from pathlib import Path
 
     script = str(Path(__file__).resolve().parents[1] / "benchmarks" / "device_check.sh")
