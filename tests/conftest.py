@@ -263,6 +263,57 @@ def assert_resume_is_exact(config, tmp_path, stop: int):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+def metric_events(workdir, split: str) -> list[dict]:
+    """The events of one split in a workdir's metrics.jsonl, in the order written."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [e for e in map(json.loads, f) if e["split"] == split]
+
+
+def train_losses(workdir) -> list[float]:
+    """The logged training losses of a workdir, in step order."""
+    return [e["loss"] for e in metric_events(workdir, "train")]
+
+
+def summary_of(stdout: str) -> dict:
+    """The last `summary {...}` line a training binary printed."""
+    lines = [line for line in stdout.splitlines() if line.startswith("summary ")]
+    assert lines, stdout
+    return json.loads(lines[-1][len("summary ") :])
+
+
+# How far a low-precision compute dtype may end from float32 on the digits MLP
+# (1500 steps, test split): bfloat16's tolerance, which float16 must meet too.
+LOW_PRECISION_TOLERANCE = {"accuracy": 0.02, "loss": 0.05}
+
+
+def train_digits_beside_float32(tmp_path, dtype: str):
+    """Trains mlp_digits 1500 steps in float32 and with `dtype` compute, in-process.
+
+    Asserts that the built model computes in `dtype`, that the parameters stay
+    float32 and that the test metrics are within LOW_PRECISION_TOLERANCE of
+    float32's. Returns the low-precision run's final state.
+    """
+    import io
+
+    import jax.numpy as jnp
+    import numpy as np
+
+    from dl.train import Checkpoints, build, train
+
+    c = load_config("mlp_digits")
+    c.num_train_steps = 1500
+    f32 = train(c, str(tmp_path / "float32"), stream=io.StringIO())
+    c.dtype = dtype  # --config.dtype=...
+    exp = build(c)
+    assert exp.model.dtype == jnp.dtype(dtype)
+    low = train(c, str(tmp_path / dtype), stream=io.StringIO())
+    state = Checkpoints(str(tmp_path / dtype), read_only=True).restore(exp.abstract_state())[0]
+    assert all(p.dtype == np.float32 for p in jax.tree_util.tree_leaves(state.params))
+    for metric, tolerance in LOW_PRECISION_TOLERANCE.items():
+        assert abs(low["test"][metric] - f32["test"][metric]) <= tolerance, (metric, low, f32)
+    return state
+
+
 # A short digits run logging every step: the runs that compare device layouts.
 DEVICE_RUN_ARGS = [
     "--config.num_train_steps=24",

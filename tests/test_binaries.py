@@ -10,15 +10,17 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, config_path, load_config, run_binaries, run_binary, start_binary
+from conftest import (
+    ROOT,
+    config_path,
+    load_config,
+    run_binaries,
+    run_binary,
+    start_binary,
+    summary_of,
+)
 
 INTERVALS = ("num_train_steps", "log_every_steps", "eval_every_steps", "checkpoint_every_steps")
-
-
-def summary_of(stdout: str) -> dict:
-    lines = [line for line in stdout.splitlines() if line.startswith("summary ")]
-    assert lines, stdout
-    return json.loads(lines[-1][len("summary ") :])
 
 
 @pytest.mark.slow

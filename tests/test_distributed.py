@@ -15,8 +15,10 @@ from conftest import (
     config_path,
     devices_env,
     load_config,
+    metric_events,
     run_binary,
     start_binary,
+    train_losses,
 )
 
 ARGS = DEVICE_RUN_ARGS
@@ -26,11 +28,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
         return s.getsockname()[1]
-
-
-def train_losses(workdir):
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [e["loss"] for e in map(json.loads, f) if e["split"] == "train"]
 
 
 def start_processes(workdir, args, n=2):
@@ -61,14 +58,20 @@ def finish(children, timeout=300):
                 c.kill()
 
 
-@pytest.mark.slow
-def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
-    single = tmp_path / "single"
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The short digits run in one process: the reference of the two comparisons below."""
+    single = tmp_path_factory.mktemp("single")
     proc = run_binary(
         "experiments.train", f"--config={config_path('mlp_digits')}", f"--workdir={single}", *ARGS
     )
     assert proc.returncode == 0, proc.stderr
+    return single
 
+
+@pytest.mark.slow
+def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path, one_process):
+    single = one_process
     multi = tmp_path / "multi"
     children = start_processes(multi, ARGS)
     outs = finish(children)
@@ -93,13 +96,11 @@ def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
 
 
 @pytest.mark.slow
-def test_parameters_sharded_across_two_processes_match_one_and_evaluate_on_one(tmp_path):
+def test_parameters_sharded_across_two_processes_match_one_and_evaluate_on_one(
+    tmp_path, one_process
+):
     # mesh.fsdp=4 over 2 processes of 2 devices: every large leaf is split across both.
-    single = tmp_path / "single"
-    proc = run_binary(
-        "experiments.train", f"--config={config_path('mlp_digits')}", f"--workdir={single}", *ARGS
-    )
-    assert proc.returncode == 0, proc.stderr
+    single = one_process
     multi = tmp_path / "multi"
     children = start_processes(multi, [*ARGS, "--config.mesh.fsdp=4"])
     for c, (_, err) in zip(children, finish(children), strict=True):
@@ -110,8 +111,7 @@ def test_parameters_sharded_across_two_processes_match_one_and_evaluate_on_one(t
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    with open(multi / "metrics.jsonl") as f:
-        own = [e for e in map(json.loads, f) if e["split"] == "validation"][-1]
+    own = metric_events(multi, "validation")[-1]
     assert result["step"] == 24 and result["accuracy"] == own["accuracy"]
     assert result["loss"] == pytest.approx(own["loss"], abs=1e-6)
 
@@ -157,11 +157,6 @@ PREEMPT_ARGS = [
 ]
 
 
-def events(workdir, split):
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [e for e in map(json.loads, f) if e["split"] == split]
-
-
 @pytest.mark.slow
 def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resumes(tmp_path):
     from dl.train import Checkpoints, build
@@ -201,11 +196,11 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resumes(tmp_
     # The resumed run is the uninterrupted one, bitwise: the same validation
     # losses, the same train losses (the one after the resume too: the sums
     # since the previous log event are checkpointed) and the same final state.
-    a, b = events(straight, "validation"), events(multi, "validation")
+    a, b = metric_events(straight, "validation"), metric_events(multi, "validation")
     assert [e["step"] for e in a] == [e["step"] for e in b] == list(range(EVERY, TOTAL + 1, EVERY))
     assert [e["loss"] for e in b] == [e["loss"] for e in a]
-    a = [(e["step"], e["loss"]) for e in events(straight, "train")]
-    b = [(e["step"], e["loss"]) for e in events(multi, "train")]
+    a = [(e["step"], e["loss"]) for e in metric_events(straight, "train")]
+    b = [(e["step"], e["loss"]) for e in metric_events(multi, "train")]
     assert b == a and len(a) == TOTAL // EVERY
 
     c = load_config("mlp_digits")

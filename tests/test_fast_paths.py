@@ -3,11 +3,10 @@
 import io
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import load_config
+from conftest import load_config, train_digits_beside_float32
 from dl.train import Checkpoints, build, train
 
 
@@ -69,15 +68,4 @@ def test_no_recompilation_as_a_run_gets_longer(tmp_path):
 
 @pytest.mark.slow
 def test_bfloat16_compute_stays_close_to_float32(tmp_path):
-    c = load_config("mlp_digits")
-    c.num_train_steps = 1500
-    f32 = train(c, str(tmp_path / "f32"), stream=io.StringIO())
-    c.dtype = "bfloat16"  # --config.dtype=bfloat16
-    assert build(c).model.dtype == jnp.bfloat16
-    bf16 = train(c, str(tmp_path / "bf16"), stream=io.StringIO())
-    state = Checkpoints(str(tmp_path / "bf16"), read_only=True).restore(build(c).abstract_state())[
-        0
-    ]
-    assert all(p.dtype == np.float32 for p in jax.tree_util.tree_leaves(state.params))
-    assert abs(bf16["test"]["accuracy"] - f32["test"]["accuracy"]) <= 0.02
-    assert abs(bf16["test"]["loss"] - f32["test"]["loss"]) <= 0.05
+    train_digits_beside_float32(tmp_path, "bfloat16")

@@ -7,7 +7,15 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import DEVICE_RUN_ARGS, config_path, devices_env, run_binary
+from conftest import (
+    DEVICE_RUN_ARGS,
+    config_path,
+    devices_env,
+    metric_events,
+    run_binary,
+    summary_of,
+    train_losses,
+)
 from dl.errors import ConfigError
 from dl.train.sharding import MIN_SHARDED_SIZE, mesh_shape, param_spec
 
@@ -27,16 +35,6 @@ def train(workdir, n: int, *args: str):
     )
     assert proc.returncode == 0, proc.stderr
     return proc
-
-
-def summary(proc) -> dict:
-    line = [x for x in proc.stdout.splitlines() if x.startswith("summary ")][-1]
-    return json.loads(line[len("summary ") :])
-
-
-def events(workdir, split: str) -> list[dict]:
-    with open(workdir / "metrics.jsonl") as f:
-        return [e for e in map(json.loads, f) if e["split"] == split]
 
 
 def evaluate(workdir, n: int) -> dict:
@@ -90,14 +88,14 @@ def test_a_mesh_that_is_not_the_device_count_exits_2_with_the_message(tmp_path, 
 @pytest.mark.slow
 def test_sharded_training_matches_one_device_and_checkpoints_cross_meshes(tmp_path):
     one, sharded = tmp_path / "one", tmp_path / "sharded"
-    summary_one = summary(train(one, 1))
+    summary_one = summary_of(train(one, 1).stdout)
     train(sharded, 8, *SHARDED)
-    losses = [e["loss"] for e in events(one, "train")]
+    losses = train_losses(one)
     assert len(losses) == 24
-    np.testing.assert_allclose([e["loss"] for e in events(sharded, "train")], losses, atol=1e-5)
+    np.testing.assert_allclose(train_losses(sharded), losses, atol=1e-5)
 
     # Written sharded on 8 devices, evaluated on 1 (the stored mesh does not fit: all-data).
-    own = events(sharded, "validation")[-1]
+    own = metric_events(sharded, "validation")[-1]
     result = evaluate(sharded, 1)
     assert result["step"] == 24 and result["accuracy"] == own["accuracy"]
     assert result["loss"] == pytest.approx(own["loss"], abs=1e-6)
@@ -106,8 +104,8 @@ def test_sharded_training_matches_one_device_and_checkpoints_cross_meshes(tmp_pa
     resumed = tmp_path / "resumed"
     shutil.copytree(one, resumed)
     shutil.rmtree(resumed / "checkpoints" / "24")
-    summary_resumed = summary(train(resumed, 8, "--config.mesh.fsdp=4"))
-    after = [e for e in events(resumed, "train") if e["step"] > 12]
+    summary_resumed = summary_of(train(resumed, 8, "--config.mesh.fsdp=4").stdout)
+    after = [e for e in metric_events(resumed, "train") if e["step"] > 12]
     assert [e["step"] for e in after] == list(range(13, 25))
     np.testing.assert_allclose([e["loss"] for e in after], losses[12:], atol=1e-5)
     for split in ("train", "validation", "test"):

@@ -2,7 +2,6 @@
 
 import functools
 import io
-import json
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +9,14 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import assert_resume_is_exact, config_path, load_config, run_binary
+from conftest import (
+    assert_resume_is_exact,
+    config_path,
+    load_config,
+    metric_events,
+    run_binary,
+    train_digits_beside_float32,
+)
 from dl.models.mlp import MLP
 from dl.train import Checkpoints, StepConfig, TrainState, build, train
 from dl.train.loss_scale import LossScale, LossScaling
@@ -22,11 +28,6 @@ def _digits(steps):
     c.num_train_steps, c.dtype = steps, "float16"
     c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = min(steps, 500)
     return c
-
-
-def _events(workdir):
-    with open(workdir / "metrics.jsonl") as f:
-        return [e for e in map(json.loads, f) if e["split"] == "train"]
 
 
 def test_the_scale_halves_on_overflow_and_doubles_after_the_interval():
@@ -85,19 +86,9 @@ def test_the_run_is_float16_when_the_model_built_computes_in_float16():
 
 @pytest.mark.slow
 def test_float16_training_stays_as_close_to_float32_as_bfloat16_does(tmp_path):
-    c = load_config("mlp_digits")
-    c.num_train_steps = 1500
-    f32 = train(c, str(tmp_path / "f32"), stream=io.StringIO())
-    c.dtype = "float16"  # --config.dtype=float16
-    exp = build(c)
-    assert exp.model.dtype == jnp.float16
-    f16 = train(c, str(tmp_path / "f16"), stream=io.StringIO())
-    state = Checkpoints(str(tmp_path / "f16"), read_only=True).restore(exp.abstract_state())[0]
-    assert all(p.dtype == np.float32 for p in jax.tree_util.tree_leaves(state.params))
+    # The tolerance tests/test_fast_paths.py gives bfloat16, from one place.
+    state = train_digits_beside_float32(tmp_path, "float16")
     assert state.loss_scale is not None and float(state.loss_scale.scale) >= 1.0
-    # The tolerances tests/test_fast_paths.py gives bfloat16.
-    assert abs(f16["test"]["accuracy"] - f32["test"]["accuracy"]) <= 0.02
-    assert abs(f16["test"]["loss"] - f32["test"]["loss"]) <= 0.05
 
 
 def test_overflowing_steps_lower_the_scale_take_no_update_and_are_no_failure(tmp_path):
@@ -111,7 +102,7 @@ def test_overflowing_steps_lower_the_scale_take_no_update_and_are_no_failure(tmp
     assert summary["step"] == 40 and "stopped" not in summary
     state = Checkpoints(str(tmp_path), read_only=True).restore(build(c).abstract_state())[0]
     assert int(state.halted) == 0 and int(state.skipped) == 0
-    events = _events(tmp_path)
+    events = metric_events(tmp_path, "train")
     overflows = events[0]["overflow_steps"]
     assert overflows >= 1 and events[0]["loss_scale"] <= 2.0**24 / 2**overflows
     assert np.isfinite(events[0]["grad_norm"])

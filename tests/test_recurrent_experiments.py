@@ -7,14 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from conftest import config_path, load_config, run_binary
+from conftest import config_path, load_config, run_binary, summary_of
 from dl.data.vocabulary import Vocabulary
-
-
-def summary_of(stdout: str) -> dict:
-    lines = [line for line in stdout.splitlines() if line.startswith("summary ")]
-    assert lines, stdout
-    return json.loads(lines[-1][len("summary ") :])
 
 
 def _override(config, **fields):

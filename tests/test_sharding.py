@@ -5,12 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from conftest import DEVICE_RUN_ARGS, config_path, devices_env, run_binary
+from conftest import DEVICE_RUN_ARGS, config_path, devices_env, run_binary, train_losses
 
 ARGS = DEVICE_RUN_ARGS
 
 
-def train_losses(workdir, n: int) -> list[float]:
+def losses_on(workdir, n: int) -> list[float]:
+    """Trains the short digits run on n CPU devices; its logged training losses."""
     proc = run_binary(
         "experiments.train",
         f"--config={config_path('mlp_digits')}",
@@ -19,14 +20,12 @@ def train_losses(workdir, n: int) -> list[float]:
         env=devices_env(n),
     )
     assert proc.returncode == 0, proc.stderr
-    with open(workdir / "metrics.jsonl") as f:
-        events = [json.loads(line) for line in f]
-    return [e["loss"] for e in events if e["split"] == "train"]
+    return train_losses(workdir)
 
 
 @pytest.mark.slow
 def test_one_two_and_eight_devices_give_the_same_losses_and_checkpoints(tmp_path):
-    losses = {n: train_losses(tmp_path / f"d{n}", n) for n in (1, 2, 8)}
+    losses = {n: losses_on(tmp_path / f"d{n}", n) for n in (1, 2, 8)}
     assert len(losses[1]) == 24
     np.testing.assert_allclose(losses[2], losses[1], atol=1e-5, rtol=0)
     np.testing.assert_allclose(losses[8], losses[1], atol=1e-5, rtol=0)
